@@ -1,0 +1,138 @@
+"""The poetry language model: embedding -> our LSTM -> dropout -> linear -> logits (softmax in the loss).
+
+Parameter names are a contract (checkpoints, the NumPy model and gradcheck use them):
+embedding.weight [V, E]; lstm.weight_ih_l{k} [4H, I], lstm.weight_hh_l{k} [4H, H], lstm.bias_l{k} [4H],
+gate order i, f, g, o; head.weight [V, H], head.bias [V].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.lstm import LSTM
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int
+    embed_size: int = 256  # "is" in the assignment
+    hidden_size: int = 512  # "hs"
+    num_layers: int = 2
+    dropout: float = 0.2  # on the embedding, between layers and before the head; off in eval()
+    tie_weights: bool = False  # head.weight is embedding.weight (needs embed_size == hidden_size)
+    lstm_impl: str = "fused"  # "fused": hand-derived BPTT in one autograd node; "autograd": plain ops
+    init: str = "default"  # see INIT_SCHEMES
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class PoetryLM(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.tie_weights and cfg.embed_size != cfg.hidden_size:
+            raise ValueError("tie_weights needs embed_size == hidden_size")
+        self.cfg = cfg
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_size)
+        self.lstm = LSTM(cfg.embed_size, cfg.hidden_size, cfg.num_layers, cfg.dropout, impl=cfg.lstm_impl)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.hidden_size, cfg.vocab_size)
+        if cfg.tie_weights:
+            self.head.weight = self.embedding.weight
+        init_weights(self, cfg.init)
+
+    def forward(self, inputs, lengths=None, state=None):
+        """inputs [B, T] token ids -> logits [B, T, V] and the LSTM state (h, c), each [L, B, H]."""
+        x = self.drop(self.embedding(inputs))
+        out, state = self.lstm(x, state=state, lengths=lengths)
+        return self.head(self.drop(out)), state
+
+    def loss(self, batch, reduction: str = "mean"):
+        """Cross-entropy over the real targets of a Batch ("mean" per token, or "sum")."""
+        logits, _ = self(batch.inputs, lengths=batch.lengths)
+        return masked_cross_entropy(logits, batch.targets, batch.mask, reduction)
+
+
+def masked_cross_entropy(logits, targets, mask, reduction: str = "mean"):
+    """Cross-entropy over positions where mask is True; padding never counts (DESIGN.md §4)."""
+    picked = logits[mask]
+    total = F.cross_entropy(picked.float(), targets[mask], reduction="sum")
+    return total / max(int(mask.sum()), 1) if reduction == "mean" else total
+
+
+# --- initialisation -------------------------------------------------------------------------------------
+
+
+def _per_gate(weight: torch.Tensor, fn) -> None:
+    """Apply an initialiser to each of the four [H, ·] gate blocks separately (i, f, g, o)."""
+    for block in weight.data.chunk(4, dim=0):
+        fn(block)
+
+
+def _init_default(model: PoetryLM) -> None:
+    """Xavier input weights, orthogonal recurrent weights, forget-gate bias 1 (Jozefowicz et al. 2015)."""
+    nn.init.normal_(model.embedding.weight, std=0.1)
+    for name, p in model.lstm.named_parameters():
+        if name.startswith("weight_ih"):
+            _per_gate(p, nn.init.xavier_uniform_)
+        elif name.startswith("weight_hh"):
+            _per_gate(p, nn.init.orthogonal_)
+        else:
+            nn.init.zeros_(p)
+            hs = p.shape[0] // 4
+            p.data[hs : 2 * hs] = 1.0  # forget gate: remember by default
+    bound = 1 / math.sqrt(model.cfg.hidden_size)
+    if not model.cfg.tie_weights:
+        nn.init.uniform_(model.head.weight, -bound, bound)
+    nn.init.zeros_(model.head.bias)
+
+
+def _init_uniform(model: PoetryLM) -> None:
+    """torch.nn.LSTM's own scheme: every weight and bias uniform in ±1/√H."""
+    bound = 1 / math.sqrt(model.cfg.hidden_size)
+    nn.init.normal_(model.embedding.weight)
+    for name, p in model.named_parameters():
+        if not name.startswith("embedding"):
+            nn.init.uniform_(p, -bound, bound)
+
+
+def _init_xavier(model: PoetryLM) -> None:
+    """Xavier (Glorot) uniform on every matrix, zero biases."""
+    for name, p in model.named_parameters():
+        if p.dim() == 2 and not name.startswith("embedding"):
+            nn.init.xavier_uniform_(p)
+        elif p.dim() == 1:
+            nn.init.zeros_(p)
+    nn.init.normal_(model.embedding.weight, std=0.1)
+
+
+def _init_zeros(model: PoetryLM) -> None:
+    """Everything zero: every hidden unit computes the same thing and gets the same gradient, forever.
+
+    Kept to show why not (tests/test_init.py, `python -m core.experiments init`)."""
+    for p in model.parameters():
+        nn.init.zeros_(p)
+
+
+INIT_SCHEMES = {
+    "default": _init_default,
+    "uniform": _init_uniform,
+    "xavier": _init_xavier,
+    "zeros": _init_zeros,
+}
+
+
+def init_weights(model: PoetryLM, scheme: str = "default") -> None:
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"unknown init scheme {scheme!r}; choose from {', '.join(INIT_SCHEMES)}")
+    INIT_SCHEMES[scheme](model)

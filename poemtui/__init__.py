@@ -1,0 +1,1 @@
+"""poemtui: the Textual workbench over the core engine (train, watch, browse checkpoints, write poems)."""
