@@ -1,0 +1,79 @@
+"""python -m core.corpus fetch [--source DIR|TGZ] [--force] | stats --corpus NAME [--json] ...
+
+Neither command needs torch: fetch must stay fast, and stats measures padding from the batch plan.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from core.cli import ArgumentParser, print_json, run
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m core.corpus", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+
+    fetch = commands.add_parser("fetch", help="obtain chinese-poetry@2.0.1 into data/ (integrity-checked)")
+    fetch.add_argument(
+        "--source", type=Path, help="a chinese-poetry checkout, an unpacked npm package, or its .tgz"
+    )
+    fetch.add_argument("--force", action="store_true", help="fetch again even when the corpus is complete")
+
+    stats = commands.add_parser("stats", help="poems, characters, vocabulary, splits, OOV and padding")
+    stats.add_argument("--corpus", required=True, help="tang300, quantangshi, or a path to a poem file")
+    stats.add_argument("--script", choices=("simplified", "traditional"), default="simplified")
+    stats.add_argument(
+        "--forms", choices=("regular", "all"), help="default: regular for quantangshi, else all"
+    )
+    stats.add_argument("--min-freq", type=int, default=1, help="vocabulary: keep characters seen this often")
+    stats.add_argument("--batch-size", type=int, default=64, help="for the padding fraction of poem batches")
+    stats.add_argument("--no-cache", action="store_true", help="process the sources even if a cache is valid")
+    stats.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "fetch":
+        from core.corpus.fetch import fetch
+
+        fetch(args.source, force=args.force)
+        return 0
+
+    from core.corpus.load import load_corpus
+    from core.corpus.stats import corpus_stats
+    from core.errors import CorpusError
+
+    if args.min_freq < 1 or args.batch_size < 1:
+        raise CorpusError("--min-freq and --batch-size must be at least 1")
+    corpus = load_corpus(args.corpus, script=args.script, forms=args.forms, use_cache=not args.no_cache)
+    stats = corpus_stats(corpus, batch_size=args.batch_size, min_freq=args.min_freq)
+    if args.json:
+        print_json(stats)
+    else:
+        print_human(stats)
+    return 0
+
+
+def print_human(s: dict) -> None:
+    p = s["poems"]
+    lines = [
+        f"corpus       {s['corpus']}  ({s['options']['script']}, forms {s['options']['forms']})",
+        f"poems        {p['total']:,}: train {p['train']:,} / dev {p['dev']:,} / test {p['test']:,}"
+        f"  (of {s['source_poems']:,} in the source)",
+        f"characters   {s['characters']:,} ({s['distinct_characters']:,} distinct)",
+        f"vocabulary   {s['vocab_size']:,} from train (min freq {s['min_freq']}), "
+        f"dev OOV {s['dev_oov_rate']:.2%}",
+        f"padding      {s['padding_fraction']:.2%} of poem batches of {s['batch_size']}",
+        "dropped      " + (", ".join(f"{r} {n:,}" for r, n in s["dropped"].items()) or "none"),
+        "lengths      " + ", ".join(f"{k}: {v:,}" for k, v in s["length_histogram"].items()),
+        f"split seed   {s['split_seed']}, fingerprint {s['fingerprint'][:16]}, "
+        f"loaded in {s['load_seconds']:.2f} s (cache {s['cache']})",
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    run(main, needs_torch=False)

@@ -1,0 +1,166 @@
+"""load_corpus: raw files -> cleaned, filtered, de-duplicated poems in deterministic splits.
+
+Named corpora are `tang300` (唐诗三百首) and `quantangshi` (全唐诗); anything else is a path to a user's
+file. Options: script "simplified" (OpenCC t2s, the default) or "traditional" (the source's characters);
+forms "regular" (4 or 8 lines of all-5 or all-7 characters; quantangshi's default) or "all" (the default
+for tang300 and user files). Named corpora are cached under data/cache/ (see cache.py); user files are
+small and processed every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.corpus import cache
+from core.corpus.clean import DROP_REASONS, clean_source_text, drop_reason, is_regular, to_simplified
+from core.corpus.sources import (
+    corpus_files,
+    parse_package_files,
+    parse_user_file,
+    read_bytes,
+    read_package_files,
+)
+from core.corpus.splits import SPLIT_NAMES, SPLIT_SEED, fractions_for, remove_overlap, split_poems
+from core.corpus.vocab import Vocab
+from core.errors import CorpusError
+
+NAMED = ("tang300", "quantangshi")
+SCRIPTS = ("simplified", "traditional")
+FORMS = ("regular", "all")
+DEFAULT_FORMS = {"quantangshi": "regular"}  # everything else: "all"
+
+
+@dataclass
+class Corpus:
+    name: str  # "tang300" | "quantangshi" | a user file's absolute path
+    splits: dict[str, list[str]]  # "train" / "dev" / "test" -> poem texts, in source order
+    fingerprint: str
+    split_seed: int
+    options: dict  # {"script": ..., "forms": ...}
+    dropped: dict[str, int]  # reason (clean.DROP_REASONS) -> poems dropped
+    source_poems: int = 0  # poems in the source files, before anything was dropped
+    load_seconds: float = 0.0
+    cache: str = "off"  # "hit", "miss" (built and saved) or "off"
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def poems(self) -> list[str]:
+        return [text for name in SPLIT_NAMES for text in self.splits[name]]
+
+    def splits_digest(self) -> str:
+        """sha256 of the split texts: equal digests, equal splits (checks compare it across processes)."""
+        return hashlib.sha256(json.dumps(self.splits, ensure_ascii=False).encode()).hexdigest()
+
+    def build_vocab(self, min_freq: int = 1) -> Vocab:
+        """The vocabulary of the train split only (characters seen at least min_freq times)."""
+        return Vocab.build(self.splits["train"], min_freq=min_freq)
+
+    def __repr__(self) -> str:
+        sizes = "/".join(str(len(self.splits[s])) for s in SPLIT_NAMES)
+        return f"Corpus({self.name!r}, train/dev/test={sizes}, {self.options})"
+
+
+def load_corpus(
+    name: str | Path, *, script: str = "simplified", forms: str | None = None, use_cache: bool = True
+) -> Corpus:
+    """tang300, quantangshi or a user file, processed as the module docstring says."""
+    start = time.perf_counter()
+    name = str(name)
+    if script not in SCRIPTS:
+        raise CorpusError(f"unknown script {script!r}: use {' or '.join(SCRIPTS)}")
+    forms = forms or DEFAULT_FORMS.get(name, "all")
+    if forms not in FORMS:
+        raise CorpusError(f"unknown forms {forms!r}: use {' or '.join(FORMS)}")
+    options = {"script": script, "forms": forms}
+    corpus = _load_named(name, options, use_cache) if name in NAMED else _load_user_file(name, options)
+    corpus.load_seconds = round(time.perf_counter() - start, 3)
+    return corpus
+
+
+def _load_named(name: str, options: dict, use_cache: bool) -> Corpus:
+    files = corpus_files(name)
+    blobs = read_package_files(files)
+    guard = read_package_files(corpus_files("tang300")) if name == "quantangshi" else []
+    fp = cache.fingerprint(blobs + guard, options)
+    where = cache.cache_path(name, options)
+    if use_cache and (doc := cache.load_cached(where, fp)) is not None:
+        kept = {k: doc[k] for k in ("splits", "dropped", "source_poems", "split_seed")}
+        return Corpus(
+            name=name, fingerprint=fp, options=options, cache="hit", files=list(map(str, files)), **kept
+        )
+    corpus = _build(name, parse_package_files(blobs), options, fp)
+    corpus.files = list(map(str, files))
+    if name == "quantangshi":
+        guarded = load_corpus("tang300", script=options["script"], use_cache=use_cache).splits["dev"]
+        corpus.splits["train"], n = remove_overlap(corpus.splits["train"], guarded)
+        corpus.dropped = ordered({**corpus.dropped, "tang300_dev_overlap": n})
+    if use_cache:
+        keep = ("splits", "dropped", "source_poems", "split_seed")
+        cache.save_cached(
+            where,
+            {"name": name, "fingerprint": fp, "options": options} | {k: getattr(corpus, k) for k in keep},
+        )
+        corpus.cache = "miss"
+    return corpus
+
+
+def _load_user_file(name: str, options: dict) -> Corpus:
+    path = Path(name).expanduser()
+    if not path.exists() and path.suffix == "" and "/" not in name:
+        raise CorpusError(f"unknown corpus {name!r}: use {' or '.join(NAMED)}, or a path to a poem file")
+    path = path.resolve()
+    data = read_bytes(path)
+    corpus = _build(
+        str(path), parse_user_file(path, data), options, cache.fingerprint([(path, data)], options)
+    )
+    corpus.files = [str(path)]
+    return corpus
+
+
+def _build(name: str, raw: list[list[str]], options: dict, fp: str) -> Corpus:
+    """Clean, drop, convert, filter forms, de-duplicate, split."""
+    dropped: Counter[str] = Counter()
+    kept: list[str] = []
+    keys: list[str] = []  # the raw source text: splits stay put when the cleaning rules change
+    for paragraphs in raw:
+        text = clean_source_text(paragraphs)
+        reason = drop_reason(text)
+        if reason:
+            dropped[reason] += 1
+        else:
+            kept.append(text)
+            keys.append("".join(paragraphs))
+    final = to_simplified(kept) if options["script"] == "simplified" else kept
+    texts, text_keys, seen = [], [], set()
+    for key, text in zip(keys, final, strict=True):
+        if options["forms"] == "regular" and not is_regular(text):
+            dropped["irregular_form"] += 1
+        elif text in seen:
+            dropped["duplicate"] += 1
+        else:
+            seen.add(text)
+            texts.append(text)
+            text_keys.append(key)
+    if not texts:
+        summary = ", ".join(f"{n} {reason}" for reason, n in dropped.most_common()) or "nothing to read"
+        raise CorpusError(f"{name}: no poems left after cleaning ({summary})")
+    splits = split_poems(texts, text_keys, fractions_for(name, len(texts)), SPLIT_SEED)
+    return Corpus(
+        name=name,
+        splits=splits,
+        fingerprint=fp,
+        split_seed=SPLIT_SEED,
+        options=options,
+        dropped=ordered(dropped),
+        source_poems=len(raw),
+    )
+
+
+def ordered(dropped: dict[str, int]) -> dict[str, int]:
+    """Non-zero counts, in the order of clean.DROP_REASONS."""
+    return {reason: dropped[reason] for reason in DROP_REASONS if dropped.get(reason)}
