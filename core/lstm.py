@@ -1,0 +1,350 @@
+"""Our hand-written LSTM (the assignment's equations), batch first, padding aware.
+
+With z = [h_{t-1}, x_t] and the four gates computed by one matmul (gate order i, f, g, o, as torch's):
+
+    i_t = σ(W_i z + b_i)    f_t = σ(W_f z + b_f)    g_t = C̄_t = tanh(W_C z + b_C)    o_t = σ(W_o z + b_o)
+    C_t = f_t ⊙ C_{t-1} + i_t ⊙ g_t
+    h_t = o_t ⊙ tanh(C_t)
+
+W = [W_hh | W_ih] is stored as two matrices so that the input half, W_ih x_t + b, is computed for every
+time step at once (one big matmul) before the recurrent loop, which then only adds W_hh h_{t-1}.
+
+Two implementations compute the same numbers:
+- "autograd": plain torch ops in a Python loop; autograd records every step and derives the backward.
+- "fused": one autograd node per layer whose backward is the hand-derived BPTT (see docs/lstm-derivatives.md).
+
+Padding: with `lengths`, row b takes real steps 0 .. lengths[b]-1; afterwards its h and c stop changing and
+its outputs are 0, so (h_n, c_n) are the states after each row's last real step.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IMPLS = ("fused", "autograd")
+
+
+class LSTM(nn.Module):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        impl: str = "fused",
+    ):
+        super().__init__()
+        if impl not in IMPLS:
+            raise ValueError(f"unknown LSTM impl {impl!r}; choose from {', '.join(IMPLS)}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.dropout, self.impl = dropout, impl
+        H4 = 4 * hidden_size
+        for k in range(num_layers):
+            layer_input = input_size if k == 0 else hidden_size
+            self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(H4, layer_input)))
+            self.register_parameter(f"weight_hh_l{k}", nn.Parameter(torch.empty(H4, hidden_size)))
+            self.register_parameter(f"bias_l{k}", nn.Parameter(torch.empty(H4)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torch.nn.LSTM's scheme (uniform ±1/√H); PoetryLM re-initialises with core.model.init_weights."""
+        bound = 1 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+            f"dropout={self.dropout}, impl={self.impl!r}"
+        )
+
+    def layer_weights(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}"), getattr(self, f"bias_l{k}")
+
+    def forward(self, x: torch.Tensor, state=None, lengths: torch.Tensor | None = None):
+        """x [B, T, I] -> out [B, T, H], (h_n, c_n) each [L, B, H]."""
+        B, L, H = x.shape[0], self.num_layers, self.hidden_size
+        if state is None:
+            zeros = x.new_zeros(L, B, H)
+            state = (zeros, zeros)
+        h0, c0 = state
+        if x.shape[1] == 0:  # no step at all: nothing changes
+            return x.new_zeros(B, 0, H), (h0, c0)
+        if self.impl == "fused":
+            packing = Packing.of(lengths, B, x.shape[1], x.device)
+            run_layer = functools.partial(_layer_fused, packing=packing)
+        else:
+            run_layer = functools.partial(_layer_autograd, lengths=lengths)
+        h_n, c_n = [], []
+        out = x
+        for k in range(L):
+            if k > 0 and self.dropout > 0 and self.training:
+                out = F.dropout(out, self.dropout, training=True)
+            out, (h, c) = run_layer(out, *self.layer_weights(k), h0[k], c0[k])
+            h_n.append(h)
+            c_n.append(c)
+        return out, (torch.stack(h_n), torch.stack(c_n))
+
+
+# --- "autograd": the equations as plain torch ops ---------------------------------------------------------
+
+
+def _layer_autograd(x, w_ih, w_hh, b, h, c, lengths):
+    """One layer, step by step; autograd records every op and derives the backward."""
+    H, T = w_hh.shape[1], x.shape[1]
+    x_proj = F.linear(x, w_ih, b)  # W_ih x_t + b for every t at once: [B, T, 4H]
+    real = None if lengths is None else _step_mask(lengths, T, x.device)
+    outputs = []
+    for t in range(T):
+        gates = torch.addmm(x_proj[:, t], h, w_hh.t())  # W z_t + b, all four gates in one matmul
+        i = torch.sigmoid(gates[:, :H])
+        f = torch.sigmoid(gates[:, H : 2 * H])
+        g = torch.tanh(gates[:, 2 * H : 3 * H])
+        o = torch.sigmoid(gates[:, 3 * H :])
+        c_t = f * c + i * g
+        h_t = o * torch.tanh(c_t)
+        if real is None:
+            h, c = h_t, c_t
+            outputs.append(h_t)
+        else:  # padded rows keep their state and output 0
+            h, c = torch.where(real[:, t], h_t, h), torch.where(real[:, t], c_t, c)
+            outputs.append(h_t * real[:, t])
+    out = torch.stack(outputs, dim=1) if outputs else x.new_zeros(x.shape[0], 0, H)
+    return out, (h, c)
+
+
+def _step_mask(lengths: torch.Tensor, T: int, device) -> torch.Tensor:
+    """[B, T, 1] bool: True where step t is a real step of row b (t < lengths[b])."""
+    steps = torch.arange(T, device=device)
+    return (steps[None, :] < lengths.to(device)[:, None])[:, :, None]
+
+
+# --- "fused": one autograd node per layer, hand-derived BPTT ----------------------------------------------
+
+
+@dataclass
+class Packing:
+    """Where each real (row, step) of a padded batch goes in the packed, time-major layout.
+
+    Rows are sorted longest first, so the rows that take step t are the first batch_sizes[t] of them (as
+    in a PackedSequence) and step t's rows are one contiguous block of the packed layout, starting at
+    offsets[t]. Only real steps are computed, stored and multiplied: padding costs nothing.
+    """
+
+    batch_sizes: list[int]  # how many rows take step t (only steps some row takes)
+    offsets: list[int]  # where step t's rows start in the packed layout
+    index: torch.Tensor  # [N] packed position -> flat position b * T + t in the batch
+    order: torch.Tensor  # [B] sorted position -> row of the batch
+    restore: torch.Tensor  # [B] row of the batch -> sorted position
+    prev: torch.Tensor  # [N - batch_sizes[0]] packed position of h_{t-1}, for the positions of steps t >= 1
+    stepping_rows: torch.Tensor | None  # rows of the batch with at least one step (None: all of them)
+    last: torch.Tensor  # packed position of the last step of each of those rows
+
+    @classmethod
+    def of(cls, lengths: torch.Tensor | None, B: int, T: int, device) -> Packing:
+        if lengths is None:
+            return _unpadded_packing(B, T, str(device))
+        lengths = lengths.to("cpu", torch.long).clamp(0, T)
+        sorted_lengths, order = torch.sort(lengths, descending=True, stable=True)
+        takes_step = torch.arange(T)[:, None] < sorted_lengths[None, :]  # [T, B]: sorted row j takes step t
+        batch_sizes = [n for n in takes_step.sum(1).tolist() if n > 0]
+        offsets = [0, *itertools.accumulate(batch_sizes)][:-1]
+        steps, rows = takes_step.nonzero(as_tuple=True)  # time-major: step by step, rows in sorted order
+        starts = torch.tensor([*offsets, 0], dtype=torch.long)  # one spare entry for rows with no step
+        prev = starts[steps[batch_sizes[0] :] - 1] + rows[batch_sizes[0] :] if batch_sizes else rows
+        restore = torch.empty_like(order)
+        restore[order] = torch.arange(B)
+        stepping = lengths > 0
+        last = starts[lengths - 1] + restore  # row b's last step, at its sorted position within that step
+        move = functools.partial(torch.Tensor.to, device=device)
+        return cls(
+            batch_sizes,
+            offsets,
+            index=move(order[rows] * T + steps),
+            order=move(order),
+            restore=move(restore),
+            prev=move(prev),
+            stepping_rows=None if bool(stepping.all()) else move(stepping.nonzero()[:, 0]),
+            last=move(last[stepping]),
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _unpadded_packing(B: int, T: int, device: str) -> Packing:
+    """Every row takes every step (no lengths): the packed layout is the batch, time-major."""
+    rows = torch.arange(B, device=device)
+    return Packing(
+        batch_sizes=[B] * T,
+        offsets=[t * B for t in range(T)],
+        index=torch.arange(B * T, device=device).view(B, T).t().reshape(-1),
+        order=rows,
+        restore=rows,
+        prev=torch.arange(B * (T - 1), device=device),
+        stepping_rows=None,
+        last=rows + (T - 1) * B,
+    )
+
+
+def _layer_fused(x, w_ih, w_hh, b, h0, c0, packing):
+    out, h_n, c_n = _FusedLayer.apply(x, w_ih, w_hh, b, h0, c0, packing)
+    return out, (h_n, c_n)
+
+
+class _FusedLayer(torch.autograd.Function):
+    """One layer, x [B, T, I], W_ih, W_hh, b, h0, c0 -> out [B, T, H], h_n, c_n, as one autograd node.
+
+    forward runs the time loop without autograd and keeps what backward needs: the gates i, f, g, o after
+    their nonlinearities, every C_t, tanh(C_t) and h_t. backward is backpropagation through time written
+    out by hand, one pass over the sequence; the weight gradients then take one matmul each over all steps.
+    Everything lives in the packed layout of `Packing` (real steps only, time-major, longest rows first).
+    """
+
+    @staticmethod
+    def forward(ctx, x, w_ih, w_hh, b, h0, c0, packing: Packing):
+        B, T, I = x.shape
+        H = w_hh.shape[1]
+        P = packing
+        xs = x.reshape(B * T, I).index_select(0, P.index)  # packed inputs x_t
+        h0s, c0s = h0.index_select(0, P.order), c0.index_select(0, P.order)
+        x_proj = _linear(xs, w_ih, b)  # W_ih x_t + b, every step at once
+        N = xs.shape[0]
+        hs, cs, tanh_cs = (x.new_empty(N, H) for _ in range(3))
+        gates = []
+        h_prev, c_prev = h0s, c0s
+        for n, s in zip(P.batch_sizes, P.offsets, strict=True):
+            z = _linear_add(h_prev[:n], w_hh, x_proj[s : s + n])  # z_t = W_hh h_{t-1} + W_ih x_t + b
+            i, f, g, o = z.chunk(4, dim=1)
+            g.mul_(2)  # C̄_t = tanh(a) = 2σ(2a) - 1, so that one σ covers all four gates (see _tanh)
+            z.sigmoid_()  # i_t, f_t, o_t
+            g.mul_(2).sub_(1)  # C̄_t
+            c = torch.mul(f, c_prev[:n], out=cs[s : s + n]).addcmul_(i, g)  # C_t = f ⊙ C_{t-1} + i ⊙ C̄_t
+            tanh_c = _tanh(c, out=tanh_cs[s : s + n])
+            h = torch.mul(o, tanh_c, out=hs[s : s + n])  # h_t = o_t ⊙ tanh(C_t)
+            gates.append(z)
+            h_prev, c_prev = h, c
+
+        # Saved the autograd way, so they are freed as soon as backward has run (unless retain_graph).
+        ctx.save_for_backward(xs, w_ih, w_hh, h0s, c0s, hs, cs, tanh_cs, *gates)
+        ctx.packing, ctx.x_shape = P, x.shape
+        out = x.new_zeros(B * T, H).index_copy_(0, P.index, hs).view(B, T, H)  # padded steps: 0
+        h_n, c_n = _final_state(hs, h0, P), _final_state(cs, c0, P)
+        return out, h_n, c_n
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, d_out, d_hn, d_cn):
+        xs, w_ih, w_hh, h0s, c0s, hs, cs, tanh_cs, *gates = ctx.saved_tensors
+        P, (B, T, I) = ctx.packing, ctx.x_shape
+        N, H = xs.shape[0], w_hh.shape[1]
+        d_hs = d_out.reshape(B * T, H).index_select(0, P.index)  # dL/dout_t, packed
+        # dL/dh and dL/dC of the state carried from step t to t+1; they start as the final states' gradients
+        dh, dc = d_hn.index_select(0, P.order), d_cn.index_select(0, P.order)
+        d_z = xs.new_empty(N, 4 * H)  # dL/dz_t, the gradients of the four gates' pre-activations
+        slope = xs.new_empty(B, 4 * H)  # scratch: the nonlinearities' derivatives at step t
+        carry = xs.new_empty(B, H)  # scratch
+        one = xs.new_ones(())
+        w_hh_t = w_hh.t().contiguous()
+        for t in reversed(range(len(P.batch_sizes))):
+            n, s = P.batch_sizes[t], P.offsets[t]
+            c_prev = c0s[:n] if t == 0 else cs[P.offsets[t - 1] : P.offsets[t - 1] + n]
+            z, tanh_c = gates[t], tanh_cs[s : s + n]
+            i, f, g, o = z.chunk(4, dim=1)
+            dh_t = dh[:n].add_(d_hs[s : s + n])  # dh_t = dL/dout_t + (dL/dh_t through step t+1)
+            # dC_t += dh_t ⊙ o_t ⊙ (1 - tanh²(C_t))
+            dc_t = dc[:n].addcmul_(dh_t, torch.addcmul(one, tanh_c, tanh_c, value=-1, out=carry[:n]).mul_(o))
+            # σ'(z) = σ(z)(1 - σ(z)) for i, f, o;  tanh'(z) = 1 - tanh²(z) for C̄
+            sigma = torch.addcmul(z, z, z, value=-1, out=slope[:n])
+            torch.addcmul(one, g, g, value=-1, out=sigma[:, 2 * H : 3 * H])
+            di, df, dg, do = d_z[s : s + n].chunk(4, dim=1)
+            torch.mul(dc_t, g, out=di)  # di_t = dC_t ⊙ C̄_t
+            torch.mul(dc_t, c_prev, out=df)  # df_t = dC_t ⊙ C_{t-1}
+            torch.mul(dc_t, i, out=dg)  # dC̄_t = dC_t ⊙ i_t
+            torch.mul(dh_t, tanh_c, out=do)  # do_t = dh_t ⊙ tanh(C_t)
+            d_z[s : s + n].mul_(sigma)  # through the nonlinearities: dz_t
+            dc_t.mul_(f)  # dC_{t-1} = dC_t ⊙ f_t
+            dh[:n] = _linear(d_z[s : s + n], w_hh_t)  # dh_{t-1} = dz_t W_hh
+
+        d_x = d_w_ih = d_w_hh = d_b = None
+        if ctx.needs_input_grad[0]:  # dx_t = dz_t W_ih, back in the batch's own layout
+            d_x = xs.new_zeros(B * T, I).index_copy_(0, P.index, _linear(d_z, w_ih.t())).view(B, T, I)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            # dW_ih = Σ_t dz_t^T x_t and dW_hh = Σ_t dz_t^T h_{t-1}: over all steps in one matmul
+            n0 = P.batch_sizes[0] if P.batch_sizes else 0
+            inputs = torch.cat([xs, torch.cat([h0s[:n0], hs.index_select(0, P.prev)])], dim=1)
+            d_w_ih, d_w_hh = _linear_tn(d_z, inputs).split([I, H], dim=1)
+        if ctx.needs_input_grad[3]:  # db = Σ_t dz_t
+            d_b = d_z.sum(0)
+        d_h0, d_c0 = dh.index_select(0, P.restore), dc.index_select(0, P.restore)  # rows back in batch order
+        return d_x, d_w_ih, d_w_hh, d_b, d_h0, d_c0, None
+
+
+def _tanh(x, out):
+    """tanh(x) = 2σ(2x) - 1, into out. Three cheap passes: torch.tanh on CPU goes through the vector math
+    library, which on some CPUs (AMD) runs a generic path 5x slower than σ. Absolute error ~1e-7 in float32."""
+    return torch.mul(x, 2, out=out).sigmoid_().mul_(2).sub_(1)
+
+
+def _final_state(packed, initial, P: Packing):
+    """Each row's state after its last real step (its initial state if it has none), in batch order."""
+    if P.stepping_rows is None:
+        return packed.index_select(0, P.last)
+    final = initial.clone()
+    final[P.stepping_rows] = packed.index_select(0, P.last)
+    return final
+
+
+# --- matrix products ----------------------------------------------------------------------------------
+#
+# Every product above is written as x @ w^T (+ bias). On CPU in float32 it runs on oneDNN's GEMM when torch
+# has it (the kernels torch.nn.LSTM itself runs on; on some CPUs, e.g. AMD with AVX-512, 2-4x faster than
+# the BLAS behind torch.mm). Same float32 arithmetic, only the kernel differs; POEMTUI_ONEDNN=0 turns it off.
+
+
+def _linear(x, w, bias=None):
+    """x @ w^T + bias."""
+    if _onednn_ok(x):  # oneDNN wants plain row-major operands
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), w.contiguous(), bias, "none", [None], "")
+    return F.linear(x, w, bias)
+
+
+def _linear_tn(a, b):
+    """a^T @ b (the weight gradients)."""
+    if _onednn_ok(a) and os.environ.get("POEMTUI_ONEDNN_TN", "1") == "1":
+        return torch.ops.mkldnn._linear_pointwise(
+            a.t().contiguous(), b.t().contiguous(), None, "none", [None], ""
+        )
+    return a.t() @ b
+
+
+def _linear_add(x, w, other):
+    """other + x @ w^T (other is overwritten with the result where that saves a copy)."""
+    if _onednn_ok(x):
+        return torch.ops.mkldnn._linear_pointwise.binary(x, other, w, None, "add")
+    return other.addmm_(x, w.t())
+
+
+def _onednn_ok(x) -> bool:
+    return x.device.type == "cpu" and x.dtype == torch.float32 and _onednn_works()
+
+
+@functools.cache
+def _onednn_works() -> bool:
+    """oneDNN's linear is an internal torch op: use it only if it is there and gives torch.mm's numbers."""
+    if os.environ.get("POEMTUI_ONEDNN", "1") == "0" or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        gen = torch.Generator().manual_seed(0)
+        x, w, y = (torch.randn(*shape, generator=gen) for shape in ((5, 7), (12, 7), (5, 12)))
+        ours = torch.ops.mkldnn._linear_pointwise.binary(x, y, w, None, "add")
+        plain = torch.ops.mkldnn._linear_pointwise(y, w.t().contiguous(), None, "none", [None], "")
+        return torch.allclose(ours, y + x @ w.t(), atol=1e-5) and torch.allclose(plain, y @ w, atol=1e-5)
+    except (AttributeError, RuntimeError):
+        return False

@@ -1,0 +1,53 @@
+"""`python -m core.bench --quick --json` end to end: the report's keys, and that agreement was checked."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+SIDE_KEYS = {"train_tokens_per_s", "infer_tokens_per_s", "peak_rss_mb", "generation_ms_per_poem"}
+
+
+@pytest.fixture(scope="module")
+def report():
+    done = subprocess.run(
+        [sys.executable, "-m", "core.bench", "--quick", "--json", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n") == 1, "one JSON object on stdout"
+    return json.loads(done.stdout)
+
+
+def test_report_has_the_contract_keys(report):
+    for side in ("ours", "reference"):
+        assert set(report[side]) >= SIDE_KEYS
+        assert report[side]["train_tokens_per_s"] > 0
+        assert report[side]["peak_rss_mb"] > report[side]["baseline_rss_mb"] > 0
+    assert report["train_ratio"] == pytest.approx(
+        report["ours"]["train_tokens_per_s"] / report["reference"]["train_tokens_per_s"]
+    )
+    for key in ("infer_ratio", "recurrent_train_ratio", "generation_ratio"):
+        assert report[key] > 0
+    assert report["torch"] and report["threads"] == 1
+
+
+def test_every_configuration_was_checked_for_agreement(report):
+    assert set(report["configs"]) == {"poem", "poem-1layer", "tang300"}
+    for name, config in report["configs"].items():
+        agreement = config["agreement"]
+        assert agreement["passed"], (name, agreement)
+        assert agreement["max_logit_error"] <= 1e-4
+        assert config["tokens_per_unit"] > 0
+    assert report["agreement_passed"]
+
+
+def test_bad_flag_is_a_one_line_error():
+    done = subprocess.run(
+        [sys.executable, "-m", "core.bench", "--quick", "--repeats", "0"], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
