@@ -39,8 +39,9 @@ def fail(message: str, status: int = EXIT_USER) -> NoReturn:
     raise SystemExit(status)
 
 
-def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None,
-        needs_torch: bool = True) -> NoReturn:
+def run(
+    main: Callable[[list[str] | None], int | None], argv: list[str] | None = None, needs_torch: bool = True
+) -> NoReturn:
     """Run a command's main and turn its outcome into an exit status."""
     try:
         if needs_torch:

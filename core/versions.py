@@ -7,7 +7,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from core.errors import PoemError
 
-# torch < 2.10: weights_only loaders with CVE-2025-32434 and CVE-2026-24747 (code execution, memory corruption).
+# torch < 2.10: weights_only loaders with CVE-2025-32434 and CVE-2026-24747 (code execution, memory
+# corruption).
 MIN_TORCH = (2, 10)
 
 

@@ -1,0 +1,145 @@
+"""Perplexity, one definition everywhere (DESIGN.md §4), and `python -m core.evaluate CKPT --json`.
+
+PP = exp(total cross-entropy / N) over every poem of the split, each poem fed as `<bos> c1 … cn` and scored
+on `c1 … cn <eos>`; N counts those targets (padding never, `<unk>` targets always); dropout off; no poem
+truncated; the whole split.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from core.corpus import poem_batches
+from core.corpus.vocab import UNK
+from core.model import masked_cross_entropy
+
+
+@dataclass
+class EvalResult:
+    loss: float  # mean cross-entropy per target token (nats)
+    perplexity: float
+    tokens: int
+    unk_tokens: int
+    poems: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def score_poems(
+    model, encoded: list[list[int]], batch_size: int = 64, device="cpu"
+) -> tuple[float, int, int]:
+    """(sum of cross-entropy, target tokens, <unk> targets) over all poems, in eval mode, no gradients."""
+    was_training = model.training
+    model.eval()
+    total, tokens, unk = 0.0, 0, 0
+    with torch.inference_mode():
+        for batch in poem_batches(encoded, batch_size, seed=0, epoch=0, shuffle=False, bucket=True):
+            batch = batch.to(device)
+            logits, _ = model(batch.inputs, lengths=batch.lengths)
+            total += float(masked_cross_entropy(logits, batch.targets, batch.mask, reduction="sum"))
+            tokens += int(batch.mask.sum())
+            unk += int(((batch.targets == UNK) & batch.mask).sum())
+    model.train(was_training)
+    return total, tokens, unk
+
+
+def result_from_sums(total: float, tokens: int, unk: int, poems: int) -> EvalResult:
+    loss = total / max(tokens, 1)
+    return EvalResult(
+        loss=loss, perplexity=math.exp(min(loss, 700.0)), tokens=tokens, unk_tokens=unk, poems=poems
+    )
+
+
+def evaluate(model, encoded: list[list[int]], batch_size: int = 64, device="cpu") -> EvalResult:
+    total, tokens, unk = score_poems(model, encoded, batch_size, device)
+    return result_from_sums(total, tokens, unk, len(encoded))
+
+
+# --- command line ----------------------------------------------------------------------------------------
+
+
+def build_parser():
+    from core.cli import ArgumentParser
+
+    p = ArgumentParser(prog="python -m core.evaluate", description="Perplexity of a checkpoint on a split.")
+    p.add_argument("checkpoint", help="a .safetensors checkpoint, or a run folder (its best checkpoint)")
+    p.add_argument("--split", choices=["train", "dev", "test"], default="dev")
+    p.add_argument(
+        "--corpus",
+        help="score on this corpus instead of the checkpoint's own (unknown characters "
+        "count as <unk> targets)",
+    )
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--quality",
+        action="store_true",
+        help="also sample poems for the seven assignment starts and measure their quality",
+    )
+    p.add_argument("--samples", type=int, default=20, help="with --quality: poems per start character")
+    p.add_argument("--seed", type=int, default=0, help="with --quality: sampling seed")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pathlib import Path
+
+    from core.checkpoint import load_checkpoint
+    from core.cli import print_json
+    from core.corpus import load_corpus
+    from core.errors import PoemError
+    from core.generate import resolve_checkpoint
+
+    args = build_parser().parse_args(argv)
+    path = resolve_checkpoint(Path(args.checkpoint))
+    ckpt = load_checkpoint(path, map_location=args.device)
+    own = ckpt.meta["corpus"]
+    options = own.get("options", {})
+    name = args.corpus or own["name"]
+    corpus = load_corpus(
+        name,
+        script=options.get("script", "simplified"),
+        forms=options.get("forms") if name == own["name"] else None,
+    )
+    poems = corpus.splits.get(args.split) or []
+    if not poems:
+        raise PoemError(f"corpus {corpus.name} has no {args.split} split (tang300 has train and dev only)")
+    vocab = ckpt.vocab
+    model = ckpt.build_model(args.device)
+    result = evaluate(model, [vocab.encode(p) for p in poems], args.batch_size, args.device)
+    out = {
+        "checkpoint": str(path),
+        "corpus": corpus.name,
+        "split": args.split,
+        **result.to_dict(),
+        "vocab_size": len(vocab),
+        "same_corpus": corpus.fingerprint == own.get("fingerprint"),
+    }
+    if args.quality:
+        from core.quality import quality_report
+
+        out["quality"] = quality_report(
+            model, vocab, ckpt, samples=args.samples, seed=args.seed, device=args.device
+        )
+    if args.json:
+        print_json(out)
+    else:
+        print(
+            f"{corpus.name} {args.split}: perplexity {result.perplexity:.2f} (loss {result.loss:.4f} nats, "
+            f"{result.tokens} tokens, {result.unk_tokens} <unk>, {result.poems} poems)"
+        )
+        if args.quality:
+            for key, value in out["quality"]["metrics"].items():
+                print(f"  {key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    from core.cli import run
+
+    run(main)

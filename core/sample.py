@@ -1,0 +1,396 @@
+"""Writing poems with a trained model: `<bos>` + seed characters, then one character at a time.
+
+Sampling is softmax(a/τ) (the assignment's temperature) with optional top-k, top-p and a repetition penalty,
+and N poems are sampled together in one batch. A small state machine per poem masks the vocabulary so that
+the result has the shape the user asked for:
+
+- form "auto" (the default): the model chooses 5 or 7 characters per line with its first line and 4 or 8
+  lines, then every line has that length, "，" ends odd lines, "。" even ones, and `<eos>` follows;
+- form 5 or 7 with lines 4 or 8: exactly that (五绝, 七绝, 五律, 七律);
+- form "free": the model's own lines (3-11 characters), ending cleanly after a "。" (at least 4 lines);
+- an acrostic (藏头诗) puts its k-th character at the head of line k;
+- no character more than `max_repeats` times, and no line twice (the report's poems repeated one line).
+Seed characters pass through the same machine, so a seed that cannot start such a poem is refused early.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from core.corpus import normalize_text
+from core.corpus.vocab import BOS, EOS, PAD, UNK
+from core.errors import SeedError
+
+LINE_ENDS = "，。？！；"
+FINAL_ENDS = "。？！"
+FREE_MIN_LINE, FREE_MAX_LINE = 3, 11
+
+
+@dataclass
+class SampleSettings:
+    start: str = ""  # seed characters (normalised like the corpus)
+    temperature: float = 0.8  # softmax(logits / τ); τ ≤ 0.01 is greedy
+    top_k: int = 0  # 0: off
+    top_p: float = 0.9  # nucleus; 1.0: off
+    repetition_penalty: float = 1.1  # >1 discourages characters already in the poem; 1.0: off
+    form: str = "auto"  # "auto", "free", "5" or "7"
+    lines: int | None = None  # 4 or 8 with a numeric form (default 4); auto: the model's choice
+    acrostic: str = ""  # 藏头诗: line k starts with the k-th character
+    num: int = 1
+    seed: int | None = None
+    max_repeats: int = 3  # a character at most this many times per poem (0: no limit)
+    max_chars: int = 120  # of a free-form poem, punctuation included
+    unk: str = "error"  # "error": unknown seed characters are refused; "skip": dropped with a warning
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Poem:
+    text: str
+    logprobs: list[float] = field(default_factory=list)  # model log-probability of each generated character
+
+    @property
+    def mean_logprob(self) -> float:
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else 0.0
+
+    def lines(self) -> list[str]:
+        out, cur = [], ""
+        for ch in self.text:
+            cur += ch
+            if ch in LINE_ENDS:
+                out.append(cur)
+                cur = ""
+        return out + ([cur] if cur else [])
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "logprobs": [round(x, 4) for x in self.logprobs],
+            "mean_logprob": round(self.mean_logprob, 4),
+        }
+
+
+class _Shape:
+    """Which tokens may come next for one poem, given what it holds so far."""
+
+    def __init__(self, settings: SampleSettings, stoi: dict[str, int]):
+        self.form = settings.form
+        self.n = int(settings.form) if settings.form in ("5", "7") else None
+        self.total_lines = settings.lines if self.n else None
+        if self.n and self.total_lines is None:
+            self.total_lines = 4
+        self.acrostic = [stoi[c] for c in settings.acrostic]
+        self.max_repeats = settings.max_repeats
+        self.max_chars = settings.max_chars
+        self.comma, self.period = stoi["，"], stoi["。"]
+        self.line_end_ids = {stoi[c] for c in LINE_ENDS if c in stoi}
+        self.final_end_ids = {stoi[c] for c in FINAL_ENDS if c in stoi}
+        # state
+        self.lines_done = 0
+        self.line: list[int] = []
+        self.finished_lines: list[tuple[int, ...]] = []
+        self.counts: Counter[int] = Counter()
+        self.length = 0
+        self.last = BOS
+        self.done = False
+
+    def _line_len(self) -> int | None:
+        """The line length this poem is bound to (None while an auto form's first line is open)."""
+        if self.n:
+            return self.n
+        if self.form == "auto" and self.finished_lines:
+            return len(self.finished_lines[0])
+        return None
+
+    def _end_mark(self) -> int:
+        return self.comma if self.lines_done % 2 == 0 else self.period
+
+    def rule(self) -> tuple[str, object]:
+        """("force", token) or ("choose", (lengths-ok-to-end, may_eos)) for the next position."""
+        k = len(self.line)
+        if self.n or self.form == "auto":
+            target = self._line_len()
+            limit = self.total_lines
+            if self.form == "auto" and limit is None:
+                # the model picks 4 or 8 lines (more when the acrostic needs them)
+                if self.lines_done in (4, 8) and k == 0:
+                    if self.lines_done >= len(self.acrostic) and self.lines_done == 4:
+                        return "choose", ("eos_or_content", None)
+                    if self.lines_done >= len(self.acrostic):
+                        return "force", EOS
+                limit = 8
+            if k == 0 and self.lines_done == limit:
+                return "force", EOS
+            if target is not None and k == target:
+                return "force", self._end_mark()
+            if target is None and k == 7:
+                return "force", self._end_mark()
+            if k == 0 and self.lines_done < len(self.acrostic):
+                return "force", self.acrostic[self.lines_done]
+            if target is None and k == 5:
+                return "choose", ("content_or_end", self._end_mark())
+            return "choose", ("content", None)
+        # free form
+        if k == 0 and self.lines_done < len(self.acrostic):
+            return "force", self.acrostic[self.lines_done]
+        if k == 0:
+            may_end = self.last in self.final_end_ids and self.lines_done >= 4 and self.lines_done % 2 == 0
+            if self.length >= self.max_chars - FREE_MAX_LINE - 1 and may_end:
+                return "force", EOS
+            return "choose", ("eos_or_content" if may_end else "content", None)
+        if k >= FREE_MAX_LINE or self.length >= self.max_chars - 1:
+            return "force", self._end_mark()
+        if k >= FREE_MIN_LINE:
+            return "choose", ("content_or_any_end", None)
+        return "choose", ("content", None)
+
+    def banned(self) -> set[int]:
+        """Content tokens this poem may not take now: over-used characters, a line's duplicate ending."""
+        out = {t for t, c in self.counts.items() if self.max_repeats and c >= self.max_repeats}
+        target = self._line_len()
+        if target is not None and len(self.line) == target - 1:
+            prefix = tuple(self.line)
+            out |= {line[-1] for line in self.finished_lines if line[:-1] == prefix}
+        return out
+
+    def advance(self, token: int) -> None:
+        self.last = token
+        if token == EOS:
+            self.done = True
+            return
+        self.length += 1
+        if token in self.line_end_ids:
+            self.finished_lines.append(tuple(self.line))
+            self.line = []
+            self.lines_done += 1
+        else:
+            self.line.append(token)
+            self.counts[token] += 1
+
+    def allows(self, token: int, content: torch.Tensor) -> bool:
+        kind, arg = self.rule()
+        if kind == "force":
+            return token == arg
+        what, mark = arg
+        if token == EOS:
+            return what == "eos_or_content"
+        if token in self.line_end_ids:
+            return (what == "content_or_end" and token == mark) or what == "content_or_any_end"
+        return bool(content[token]) and token not in self.banned()
+
+
+class Sampler:
+    """Samples poems from a PoetryLM with its vocabulary."""
+
+    def __init__(self, model, vocab, device="cpu", script: str = "simplified"):
+        self.model = model.to(device).eval()
+        self.vocab = vocab
+        self.device = torch.device(device)
+        self.script = script
+        punct = set(LINE_ENDS) | set("、：“”‘’《》「」（）")
+        content = torch.ones(len(vocab), dtype=torch.bool)
+        for i, ch in enumerate(vocab.itos):
+            if i in (PAD, BOS, EOS, UNK) or ch in punct:
+                content[i] = False
+        self.content = content
+        self.free_ends = torch.zeros(len(vocab), dtype=torch.bool)
+        for ch in LINE_ENDS:
+            if ch in vocab.stoi:
+                self.free_ends[vocab.stoi[ch]] = True
+        for ch in "，。":
+            if ch not in vocab.stoi:
+                raise SeedError(f"this model's vocabulary lacks {ch!r}: it cannot write regular lines")
+
+    @classmethod
+    def from_checkpoint(cls, path, device="cpu") -> Sampler:
+        from core.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path, map_location=device)
+        script = ckpt.meta.get("corpus", {}).get("options", {}).get("script", "simplified")
+        return cls(ckpt.build_model(device), ckpt.vocab, device=device, script=script)
+
+    # --- seeds -------------------------------------------------------------------------------------------
+
+    def prepare_text(self, text: str, what: str, unk: str = "error") -> tuple[str, list[str]]:
+        """Normalise like the corpus; unknown characters raise SeedError (or are dropped with a warning)."""
+        norm = normalize_text(text or "", script=self.script)
+        norm = "".join(ch for ch in norm if not ch.isspace())
+        unknown = [ch for ch in norm if ch not in self.vocab.stoi]
+        if not unknown:
+            return norm, []
+        if unk == "skip":
+            kept = "".join(ch for ch in norm if ch in self.vocab.stoi)
+            return kept, [
+                f"{what}: dropped {''.join(dict.fromkeys(unknown))} (not in the model's vocabulary)"
+            ]
+        ch = unknown[0]
+        hint = self._variant_hint(ch)
+        raise SeedError(f"{what} character 「{ch}」 is not in this model's vocabulary{hint}")
+
+    def _variant_hint(self, ch: str) -> str:
+        import opencc
+
+        for config in ("t2s", "s2t", "tw2s", "hk2s", "jp2t"):
+            alt = opencc.OpenCC(config).convert(ch)
+            if alt != ch and alt in self.vocab.stoi:
+                return f"; did you mean 「{alt}」?"
+        return " (try another character, or --unk skip)"
+
+    def _prime(self, settings: SampleSettings, start_ids: list[int]) -> _Shape:
+        """Run the seed through the shape rules, refusing a seed that cannot begin such a poem."""
+        shape = _Shape(settings, self.vocab.stoi)
+        for tok in start_ids:
+            if not shape.allows(tok, self.content):
+                form = (
+                    f"{settings.form}×{settings.lines or 4}" if settings.form in ("5", "7") else settings.form
+                )
+                ch = self.vocab.itos[tok]
+                raise SeedError(
+                    f"the seed cannot start a {form} poem at 「{ch}」 (line {shape.lines_done + 1})"
+                )
+            shape.advance(tok)
+        return shape
+
+    def check(self, settings: SampleSettings) -> tuple[SampleSettings, list[str]]:
+        """Validate and normalise settings; returns them with any warnings."""
+        if settings.form not in ("auto", "free", "5", "7"):
+            raise SeedError(f"form must be auto, free, 5 or 7 (got {settings.form!r})")
+        if settings.lines is not None and settings.lines not in (4, 8):
+            raise SeedError(f"lines must be 4 or 8 (got {settings.lines})")
+        if not 1 <= settings.num <= 256:
+            raise SeedError(f"num must be between 1 and 256 (got {settings.num})")
+        if settings.temperature < 0 or not 0 < settings.top_p <= 1 or settings.top_k < 0:
+            raise SeedError("temperature ≥ 0, 0 < top-p ≤ 1 and top-k ≥ 0, please")
+        start, w1 = self.prepare_text(settings.start, "seed", settings.unk)
+        acrostic, w2 = self.prepare_text(settings.acrostic, "acrostic", settings.unk)
+        acrostic = "".join(ch for ch in acrostic if self.content[self.vocab.stoi[ch]])
+        max_lines = settings.lines or (4 if settings.form in ("5", "7") else 8)
+        if settings.form == "free":
+            max_lines = 64
+        if len(acrostic) > max_lines:
+            raise SeedError(f"the acrostic has {len(acrostic)} characters but the poem has {max_lines} lines")
+        if acrostic and start:
+            first = start[0]
+            if first != acrostic[0]:
+                raise SeedError(f"the seed starts with 「{first}」 but the acrostic with 「{acrostic[0]}」")
+        s = SampleSettings(**{**settings.to_dict(), "start": start, "acrostic": acrostic})
+        if s.form in ("5", "7") and s.lines is None:
+            s.lines = 4
+        self._prime(s, [self.vocab.stoi[c] for c in start])
+        return s, w1 + w2
+
+    # --- sampling -----------------------------------------------------------------------------------------
+
+    def _mask_row(self, shape: _Shape) -> torch.Tensor | int:
+        kind, arg = shape.rule()
+        if kind == "force":
+            return arg
+        what, mark = arg
+        mask = self.content.clone()
+        banned = shape.banned()
+        if banned:
+            mask[list(banned)] = False
+        if what == "content_or_end":
+            mask[mark] = True
+        elif what == "content_or_any_end":
+            mask |= self.free_ends
+        elif what == "eos_or_content":
+            mask[EOS] = True
+        return mask
+
+    @torch.inference_mode()
+    def generate(
+        self, settings: SampleSettings, generator: torch.Generator | None = None, on_step=None
+    ) -> list[Poem]:
+        """Sample settings.num poems in one batch; `on_step(texts)` sees them grow (for live display)."""
+        settings, _ = self.check(settings)
+        if generator is None:
+            generator = torch.Generator()
+            if settings.seed is None:
+                generator.seed()
+            else:
+                generator.manual_seed(settings.seed)
+        n = settings.num
+        start_ids = [self.vocab.stoi[c] for c in settings.start]
+        shapes = [self._prime(settings, start_ids) for _ in range(n)]
+        prefix = torch.tensor([[BOS, *start_ids]] * n, device=self.device)
+        logits, state = self.model(prefix)
+        logits = logits[:, -1].float().cpu()
+        out_ids: list[list[int]] = [list(start_ids) for _ in range(n)]
+        logprobs: list[list[float]] = [[] for _ in range(n)]
+        for _ in range(settings.max_chars + 2):
+            active = [i for i in range(n) if not shapes[i].done]
+            if not active:
+                break
+            choice = self._choose(logits, shapes, out_ids, settings, generator)
+            model_logp = F.log_softmax(logits, dim=-1)
+            for i in active:
+                tok = choice[i]
+                shapes[i].advance(tok)
+                if tok != EOS:
+                    out_ids[i].append(tok)
+                    logprobs[i].append(float(model_logp[i, tok]))
+            if on_step is not None:
+                on_step([self.vocab.decode(ids) for ids in out_ids])
+            if all(s.done for s in shapes):
+                break
+            feed = torch.tensor(
+                [[c if not shapes[i].done else PAD] for i, c in enumerate(choice)], device=self.device
+            )
+            logits, state = self.model(feed, state=state)
+            logits = logits[:, -1].float().cpu()
+        return [
+            Poem(text=self.vocab.decode(ids), logprobs=lp) for ids, lp in zip(out_ids, logprobs, strict=True)
+        ]
+
+    def _choose(self, logits, shapes, out_ids, s: SampleSettings, generator) -> list[int]:
+        n, v = logits.shape
+        allowed = torch.zeros(n, v, dtype=torch.bool)
+        forced: dict[int, int] = {}
+        for i, shape in enumerate(shapes):
+            if shape.done:
+                forced[i] = PAD
+                continue
+            m = self._mask_row(shape)
+            if isinstance(m, int):
+                forced[i] = m
+            else:
+                allowed[i] = m
+        scores = logits.clone()
+        if s.repetition_penalty != 1.0:
+            for i, ids in enumerate(out_ids):
+                if ids:
+                    used = torch.tensor(sorted(set(ids)))
+                    vals = scores[i, used]
+                    scores[i, used] = torch.where(
+                        vals > 0, vals / s.repetition_penalty, vals * s.repetition_penalty
+                    )
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        if s.temperature <= 0.01:
+            picks = scores.argmax(dim=-1)
+        else:
+            scores = scores / s.temperature
+            if s.top_k > 0:
+                kth = torch.topk(scores, min(s.top_k, v), dim=-1).values[:, -1:]
+                scores = scores.masked_fill(scores < kth, float("-inf"))
+            if s.top_p < 1.0:
+                sorted_scores, order = scores.sort(dim=-1, descending=True)
+                cum = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+                drop = cum - sorted_scores.softmax(dim=-1) > s.top_p  # keep the smallest set reaching top_p
+                sorted_scores = sorted_scores.masked_fill(drop, float("-inf"))
+                scores = torch.full_like(scores, float("-inf")).scatter(1, order, sorted_scores)
+            probs = scores.softmax(dim=-1)
+            probs = torch.where(torch.isnan(probs), torch.zeros_like(probs), probs)
+            rows_ok = probs.sum(dim=-1) > 0
+            probs[~rows_ok, PAD] = 1.0  # rows that are forced or done; overwritten below
+            picks = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        result = picks.tolist()
+        for i, tok in forced.items():
+            result[i] = tok
+        return result

@@ -1,0 +1,263 @@
+"""`python -m core.train`: train the poetry LSTM headless (a server, a batch job, or the workbench's child).
+
+Every event goes to <run>/metrics.jsonl. On a terminal, a rich progress bar and one log row per evaluation;
+otherwise plain log rows on stderr; with `--events jsonl`, the events as JSON lines on stdout (the workbench
+reads these). Ctrl-C or SIGTERM saves a final checkpoint, then exits 130 or 143.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from core.cli import ArgumentParser, run
+from core.trainer import OPTIMIZERS, PRESETS, StopRequested, TrainConfig, Trainer, default_run_name
+
+EXIT_FOR = {"interrupted": 130, "terminated": 143}
+
+HELP = {
+    "corpus": "tang300, quantangshi, or a path to a UTF-8 file (one poem a line) or chinese-poetry JSON",
+    "script": "simplified (OpenCC t2s) or traditional",
+    "forms": "quantangshi: regular (五/七言 绝句 and 律诗, the default) or all",
+    "min_freq": "characters seen fewer times in train become <unk>",
+    "seq_mode": "poem: one poem per sequence (bucketed); stream: poems joined, crops of --seq-len",
+    "seq_len": "crop length in stream mode",
+    "embed_size": "embedding size (the assignment's is)",
+    "hidden_size": "LSTM hidden size (hs)",
+    "tie_weights": "share the embedding and output matrices (needs embed size == hidden size)",
+    "init": "default (Xavier in, orthogonal recurrent, forget bias 1), uniform, xavier, or zeros (why not)",
+    "lstm_impl": "fused (hand-derived BPTT, fast) or autograd (plain torch ops)",
+    "optimizer": "one of " + ", ".join(OPTIMIZERS),
+    "lr": "learning rate (default: per optimizer, see docs/REPORT.md)",
+    "clip": "max global gradient norm (0: no clipping)",
+    "lr_factor": "multiply the LR by this when dev loss stops improving",
+    "lr_patience": "evaluations without improvement before the LR is reduced",
+    "patience": "evaluations without a better dev perplexity before stopping early (0: never)",
+    "eval_every": "evaluate every N batches (0: at the end of each epoch)",
+    "save_every": "save a checkpoint at every k-th evaluation (a new best is always saved)",
+    "keep": "keep the newest K checkpoints besides best and last (0: keep all)",
+    "max_minutes": "stop after this many minutes, saving a checkpoint (0: no limit)",
+    "max_steps": "stop after this many optimizer steps in total, saving a checkpoint (0: no limit)",
+    "device": "auto, cpu or cuda",
+    "backend": "torch (autograd) or numpy (the hand-derived gradients of docs/lstm-derivatives.md)",
+    "sample_on_eval": "write a sample poem at every evaluation",
+}
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _number(kind):
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+CHOICES = {
+    "optimizer": OPTIMIZERS,
+    "seq_mode": ("poem", "stream"),
+    "backend": ("torch", "numpy"),
+    "lstm_impl": ("fused", "autograd"),
+}
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="python -m core.train", description=__doc__.splitlines()[0], argument_default=argparse.SUPPRESS
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="a named configuration; flags override it")
+    parser.add_argument(
+        "--run-dir", type=Path, help="folder of this run (default: <checkpoints>/<time>-<corpus>-<opt>)"
+    )
+    parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"), help="folder of all runs")
+    parser.add_argument(
+        "--resume", type=Path, help="continue the run of this checkpoint exactly where it stopped"
+    )
+    parser.add_argument("--events", choices=["jsonl"], help="print every event as a JSON line on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    for f in fields(TrainConfig):
+        base = str(f.type).split(" |")[0]
+        kind = {"int": _number(int), "float": _number(float), "bool": _parse_bool}.get(base, str)
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=kind,
+            choices=CHOICES.get(f.name),
+            metavar=f.name.upper(),
+            help=HELP.get(f.name),
+        )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """TrainConfig defaults <- preset <- explicit flags (remembered, so resume can honour them)."""
+    values: dict = {}
+    if getattr(args, "preset", None):
+        values.update(PRESETS[args.preset])
+    names = {f.name for f in fields(TrainConfig)}
+    explicit = {k for k in vars(args) if k in names}
+    values.update({k: getattr(args, k) for k in explicit})
+    cfg = TrainConfig.from_dict(values)
+    cfg._explicit = explicit  # type: ignore[attr-defined]
+    return cfg
+
+
+class Output:
+    """Renders events: metrics.jsonl always; JSON lines, a rich live display, or plain rows."""
+
+    def __init__(self, run_dir: Path, events_jsonl: bool, quiet: bool):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self.events_jsonl = events_jsonl
+        self.quiet = quiet
+        self.live = None
+        if not events_jsonl and not quiet and sys.stdout.isatty():
+            self.live = LiveDisplay()
+
+    def __call__(self, event: dict) -> None:
+        line = json.dumps(event, ensure_ascii=False, allow_nan=False, default=_json_default)
+        self.metrics.write(line + "\n")
+        if event["event"] != "batch":
+            self.metrics.flush()
+        if self.events_jsonl:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        elif self.live is not None:
+            self.live.update(event)
+        elif not self.quiet and event["event"] != "batch":
+            sys.stderr.write(plain_row(event) + "\n")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+        self.metrics.close()
+
+
+def _json_default(obj):
+    return str(obj)
+
+
+def plain_row(e: dict) -> str:
+    kind = e["event"]
+    if kind == "eval":
+        loss = f"{e['loss']:.3f}" if e.get("loss") is not None else "-"
+        return (
+            f"| epoch {e['epoch']:3d} | batch {e['batch']:5d} | step {e['step']:6d} | lr {e['lr']:.2e} "
+            f"| train loss {loss} | dev loss {e['dev_loss']:.3f} | dev ppl {e['dev_ppl']:8.2f} "
+            f"| {e['elapsed_s']:7.1f}s |" + (f"\n  {e['sample']}" if e.get("sample") else "")
+        )
+    if kind == "checkpoint":
+        return f"  saved {e['path']}" + ("  (best)" if e.get("best") else "")
+    if kind == "done":
+        best = f"{e['best_dev_ppl']:.2f}" if e.get("best_dev_ppl") is not None else "-"
+        return (
+            f"done ({e['status']}): {e['step']} steps, best dev ppl {best}, {e['elapsed_s']:.0f}s; "
+            f"best: {e['best_path']}"
+        )
+    return f"{kind}: {e.get('message', '')}"
+
+
+class LiveDisplay:
+    """A rich progress bar (epoch, batch, loss, dev ppl, best, tokens/s, elapsed, ETA) and a row per eval."""
+
+    def __init__(self):
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(stderr=False)
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  dev ppl {task.fields[dev]}  best {task.fields[best]}"),
+            TextColumn("{task.fields[speed]} tok/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.progress.start()
+        self.task = None
+        self.fields = dict(epoch=0, epochs=0, loss="-", dev="-", best="-", speed="-")
+
+    def update(self, e: dict) -> None:
+        kind = e["event"]
+        if kind == "batch":
+            self.fields.update(
+                epoch=e["epoch"],
+                epochs=e["epochs"],
+                loss=f"{e['loss']:.3f}",
+                speed=f"{e['tokens_per_s']:,.0f}",
+            )
+            if self.task is None or self.progress.tasks[self.task].total != e["batches"]:
+                if self.task is not None:
+                    self.progress.remove_task(self.task)
+                self.task = self.progress.add_task("train", total=e["batches"], **self.fields)
+            self.progress.update(self.task, completed=e["batch"], **self.fields)
+        elif kind == "eval":
+            self.fields.update(
+                dev=f"{e['dev_ppl']:.2f}", best=f"{e['best_dev_ppl']:.2f}" if e.get("best_dev_ppl") else "-"
+            )
+            self.progress.console.print(plain_row(e), markup=False, highlight=False)
+        else:
+            self.progress.console.print(plain_row(e), markup=False, highlight=False)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    if getattr(args, "resume", None):
+        run_dir = getattr(args, "run_dir", None) or Path(args.resume).parent
+    else:
+        cfg.validate()
+        run_dir = getattr(args, "run_dir", None) or args.checkpoints / default_run_name(cfg)
+
+    stop = StopRequested()
+
+    def on_signal(signum, _frame):
+        stop.set("interrupted" if signum == signal.SIGINT else "terminated")
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    if cfg.backend == "numpy":
+        from core.numpy_trainer import NumpyTrainer as TrainerClass
+    else:
+        TrainerClass = Trainer
+    trainer = TrainerClass(cfg, run_dir, resume=getattr(args, "resume", None), stop=stop)
+    output = Output(Path(run_dir), getattr(args, "events", None) == "jsonl", getattr(args, "quiet", False))
+    trainer.on_event = output
+    try:
+        summary = trainer.run()
+    finally:
+        output.close()
+    return EXIT_FOR.get(summary["status"], 0)
+
+
+if __name__ == "__main__":
+    run(main)

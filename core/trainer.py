@@ -1,0 +1,661 @@
+"""Training: batches -> our LSTM language model -> events and checkpoints.
+
+The trainer knows nothing about terminals. It reports through `on_event(dict)` (DESIGN.md §6) and writes
+checkpoints (DESIGN.md §5). Everything needed to continue a run exactly is in each checkpoint: weights,
+optimizer and scheduler state, RNG states, position (epoch, batch, step), best dev perplexity and the
+early-stopping counter. Batches depend only on (seed, epoch), so a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core import checkpoint as ck
+from core.corpus import load_corpus, poem_batches, stream_batches
+from core.errors import CheckpointError, PoemError
+from core.evaluate import result_from_sums, score_poems
+from core.model import ModelConfig, PoetryLM
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw")
+
+# Learning rates chosen by the sweep in docs/REPORT.md (python -m core.experiments optimizers).
+DEFAULT_LR = {
+    "sgd": 1.0,
+    "momentum": 0.1,
+    "nesterov": 0.1,
+    "adagrad": 0.05,
+    "adadelta": 1.0,
+    "rmsprop": 1e-3,
+    "adam": 2e-3,
+    "adamw": 2e-3,
+}
+
+
+@dataclass
+class TrainConfig:
+    # data
+    corpus: str = "quantangshi"
+    script: str = "simplified"
+    forms: str | None = None  # None: the corpus's default ("regular" for quantangshi)
+    min_freq: int = 1
+    seq_mode: str = "poem"  # "poem": one poem per row, bucketed; "stream": poems joined, crops of seq_len
+    seq_len: int = 64
+    batch_size: int = 64
+    # model
+    embed_size: int = 256
+    hidden_size: int = 512
+    num_layers: int = 2
+    dropout: float = 0.2
+    tie_weights: bool = False
+    init: str = "default"
+    lstm_impl: str = "fused"
+    # optimisation
+    optimizer: str = "adam"
+    lr: float | None = None  # None: DEFAULT_LR[optimizer]
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    lr_factor: float = 0.5  # ReduceLROnPlateau on dev loss
+    lr_patience: int = 0
+    max_bad_steps: int = 5  # consecutive non-finite losses/gradients before giving up
+    # schedule
+    epochs: int = 20
+    patience: int = 3  # evaluations without a better dev perplexity before stopping
+    eval_every: int = 0  # batches between evaluations; 0: at the end of every epoch only
+    save_every: int = 1  # save a checkpoint at every k-th evaluation (and always at the end)
+    keep: int = 3  # besides best and last, keep the newest k checkpoints
+    max_minutes: float = 0.0  # 0: no limit
+    max_steps: int = 0  # 0: no limit (stop after this many optimizer steps in total)
+    seed: int = 2019
+    device: str = "auto"
+    backend: str = "torch"  # "torch" (autograd through our LSTM) or "numpy" (hand-derived gradients)
+    sample_on_eval: bool = True  # a sample poem at every evaluation, for the live view
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        return ModelConfig(
+            vocab_size=vocab_size,
+            embed_size=self.embed_size,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            dropout=self.dropout,
+            tie_weights=self.tie_weights,
+            lstm_impl=self.lstm_impl,
+            init=self.init,
+        )
+
+    def validate(self) -> None:
+        """Refuse impossible settings with one line (the TUI's form uses the same checks)."""
+        problems = validate_fields(self.to_dict())
+        if problems:
+            field_name, message = next(iter(problems.items()))
+            raise PoemError(f"--{field_name.replace('_', '-')}: {message}")
+
+
+def validate_fields(d: dict) -> dict[str, str]:
+    """field -> problem, for every invalid training setting (empty when all is well)."""
+    problems: dict[str, str] = {}
+
+    def need(name: str, ok: bool, message: str) -> None:
+        if name in d and not ok and name not in problems:
+            problems[name] = message
+
+    def positive(name: str, allow_zero: bool = False) -> None:
+        if name in d:
+            v = d[name]
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            ok = ok and (v >= 0 if allow_zero else v > 0)
+            need(name, ok, "must be ≥ 0" if allow_zero else "must be > 0")
+
+    for name in ("batch_size", "embed_size", "hidden_size", "num_layers", "epochs", "seq_len"):
+        positive(name)
+        need(name, isinstance(d.get(name), int), "must be a whole number")
+    for name in ("patience", "eval_every", "keep", "max_steps", "lr_patience", "min_freq"):
+        positive(name, allow_zero=True)
+    positive("save_every")
+    for name in ("weight_decay", "clip", "max_minutes"):
+        positive(name, allow_zero=True)
+    if d.get("lr") is not None:
+        positive("lr")
+    need(
+        "dropout",
+        isinstance(d.get("dropout"), int | float) and 0 <= d.get("dropout", 0) < 1,
+        "must be in [0, 1)",
+    )
+    need(
+        "lr_factor",
+        isinstance(d.get("lr_factor"), int | float) and 0 < d.get("lr_factor", 0.5) <= 1,
+        "must be in (0, 1]",
+    )
+    need("optimizer", d.get("optimizer") in OPTIMIZERS, f"choose one of {', '.join(OPTIMIZERS)}")
+    need("seq_mode", d.get("seq_mode") in ("poem", "stream"), "choose poem or stream")
+    need("backend", d.get("backend") in ("torch", "numpy"), "choose torch or numpy")
+    need(
+        "device",
+        d.get("device") in ("auto", "cpu", "cuda") or str(d.get("device", "")).startswith("cuda:"),
+        "choose auto, cpu or cuda",
+    )
+    need("lstm_impl", d.get("lstm_impl") in ("fused", "autograd"), "choose fused or autograd")
+    from core.model import INIT_SCHEMES
+
+    need("init", d.get("init") in INIT_SCHEMES, f"choose one of {', '.join(INIT_SCHEMES)}")
+    if d.get("tie_weights"):
+        need("tie_weights", d.get("embed_size") == d.get("hidden_size"), "needs embed size == hidden size")
+    return problems
+
+
+PRESETS: dict[str, dict] = {
+    # The assignment's setting on 唐诗三百首: batch 30, hidden 256, one poem per sequence.
+    "tang300": dict(
+        corpus="tang300",
+        batch_size=30,
+        embed_size=256,
+        hidden_size=256,
+        num_layers=1,
+        dropout=0.5,
+        optimizer="adam",
+        lr=3e-3,
+        weight_decay=0.0,
+        epochs=60,
+        patience=4,
+        eval_every=0,
+    ),
+    # The workbench default: 全唐诗's regular poems.
+    "quantangshi": dict(
+        corpus="quantangshi",
+        batch_size=64,
+        embed_size=256,
+        hidden_size=512,
+        num_layers=2,
+        dropout=0.2,
+        optimizer="adam",
+        lr=2e-3,
+        epochs=20,
+        patience=3,
+        eval_every=200,
+    ),
+    # Shows real learning within a few minutes on a 2-core CPU.
+    "quick": dict(
+        corpus="tang300",
+        batch_size=30,
+        embed_size=128,
+        hidden_size=128,
+        num_layers=1,
+        dropout=0.3,
+        optimizer="adam",
+        lr=5e-3,
+        epochs=15,
+        patience=3,
+        eval_every=0,
+    ),
+}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PoemError("--device cuda: no CUDA device is available (this torch build or machine has none)")
+    return torch.device(name)
+
+
+def make_optimizer(
+    name: str, params, lr: float, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    O = torch.optim
+    if name == "sgd":
+        return O.SGD(params, lr=lr, weight_decay=weight_decay)
+    if name == "momentum":
+        return O.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "nesterov":
+        return O.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+    if name == "adagrad":
+        return O.Adagrad(params, lr=lr, weight_decay=weight_decay)
+    if name == "adadelta":
+        return O.Adadelta(params, lr=lr, weight_decay=weight_decay)
+    if name == "rmsprop":
+        return O.RMSprop(params, lr=lr, weight_decay=weight_decay)
+    if name == "adam":
+        return O.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return O.AdamW(params, lr=lr, weight_decay=weight_decay or 0.01)
+    raise PoemError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+# --- RNG state, so a resumed run continues the same random stream ---------------------------------------
+
+
+def rng_tensors() -> dict[str, torch.Tensor]:
+    out = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng.cuda.{i}"] = state
+    return out
+
+
+def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"].to(torch.uint8).cpu())
+    cuda = [tensors[k].cpu() for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+
+
+class StopRequested:
+    """Set from a signal handler or the UI; the trainer checks it between batches."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def set(self, reason: str = "interrupted") -> None:
+        self.reason = self.reason or reason
+        self._event.set()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass
+class Progress:
+    epoch: int = 0  # 0-based index of the epoch in progress
+    batch: int = 0  # batches done in that epoch
+    step: int = 0  # optimizer steps in total
+    tokens_seen: int = 0
+    best_dev_ppl: float = math.inf
+    best_path: str = ""
+    bad_evals: int = 0  # early-stopping counter
+    evals: int = 0
+    skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient
+    elapsed_s: float = 0.0  # training wall time over all sessions of this run
+
+
+class Trainer:
+    """Owns one training run: data, model, optimizer, schedule, checkpoints and events."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run_dir: Path,
+        on_event: Callable[[dict], None] | None = None,
+        resume: Path | None = None,
+        stop: StopRequested | None = None,
+    ):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.on_event = on_event or (lambda e: None)
+        self.stop = stop if stop is not None else StopRequested()
+        self.progress = Progress()
+        self.dev_ppl: float | None = None  # of the most recent evaluation
+        self._session_start = time.perf_counter()
+        self._elapsed_before = 0.0
+        self._epoch_len = 0
+        self._saved_step = -1
+        self._train_losses: list[float] = []
+
+        ckpt = ck.load_checkpoint(resume) if resume else None
+        if ckpt is not None:
+            self.cfg = cfg = TrainConfig.from_dict({**ckpt.meta["train"], **_overrides(cfg, ckpt)})
+        cfg.validate()
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+
+        self.corpus = load_corpus(cfg.corpus, script=cfg.script, forms=cfg.forms)
+        self.vocab = ckpt.vocab if ckpt else self.corpus.build_vocab(min_freq=cfg.min_freq)
+        if ckpt is not None:
+            _check_same_corpus(ckpt, self.corpus)
+        self.train_ids = [self.vocab.encode(p) for p in self.corpus.splits["train"]]
+        self.dev_ids = [self.vocab.encode(p) for p in self.corpus.splits["dev"]]
+        if not self.train_ids or not self.dev_ids:
+            raise PoemError(f"corpus {cfg.corpus}: the train and dev splits must both hold poems")
+
+        self.model = PoetryLM(cfg.model_config(len(self.vocab))).to(self.device)
+        lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.optimizer]
+        self.optimizer = make_optimizer(
+            cfg.optimizer, self.model.parameters(), lr, cfg.momentum, cfg.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience
+        )
+        if ckpt is not None:
+            self._restore(ckpt)
+
+    # --- state -------------------------------------------------------------------------------------------
+
+    def _restore(self, ckpt: ck.Checkpoint) -> None:
+        if ckpt.model_config.to_dict() != self.model.cfg.to_dict():
+            raise CheckpointError(f"{ckpt.path.name}: its model does not match the run's configuration")
+        self.model.load_state_dict(_with_tied(ckpt.model_state, self.model.cfg.tie_weights))
+        state = ckpt.optimizer_state()
+        if state is not None:
+            self.optimizer.load_state_dict(state)
+        self.scheduler.load_state_dict(ckpt.meta["scheduler"])
+        p = ckpt.meta["progress"]
+        self.progress = Progress(**{k: p[k] for k in Progress.__dataclass_fields__ if k in p})
+        self._elapsed_before = self.progress.elapsed_s
+        restore_rng(ckpt.tensors)
+        random.setstate(_python_rng_from_json(ckpt.meta["rng"]["python"]))
+
+    def _meta(self, dev: dict | None) -> dict:
+        return {
+            "model": self.model.cfg.to_dict(),
+            "vocab": self.vocab.to_json(),
+            "corpus": {
+                "name": self.corpus.name,
+                "split_seed": self.corpus.split_seed,
+                "fingerprint": self.corpus.fingerprint,
+                "options": self.corpus.options,
+            },
+            "train": self.cfg.to_dict(),
+            "progress": {**asdict(self.progress), **(dev or {})},
+            "optimizer": {"name": self.cfg.optimizer, "state": None},
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {"python": random.getstate()},
+            "backend": self.cfg.backend,
+            "device": str(self.device),
+        }
+
+    def _elapsed(self) -> float:
+        return self._elapsed_before + time.perf_counter() - self._session_start
+
+    # --- evaluation and checkpoints ------------------------------------------------------------------------
+
+    def evaluate_dev(self) -> dict:
+        total, tokens, unk = score_poems(self.model, self.dev_ids, batch_size=64, device=self.device)
+        r = result_from_sums(total, tokens, unk, len(self.dev_ids))
+        return {"dev_loss": r.loss, "dev_ppl": r.perplexity, "dev_tokens": r.tokens}
+
+    def sample(self) -> str | None:
+        if not self.cfg.sample_on_eval:
+            return None
+        try:
+            from core.sample import Sampler, SampleSettings
+        except ImportError:
+            return None
+        gen = torch.Generator().manual_seed(self.progress.step)  # own stream: training RNG untouched
+        sampler = Sampler(self.model, self.vocab, device=self.device)
+        return sampler.generate(SampleSettings(start="", num=1), generator=gen)[0].text
+
+    def position(self) -> tuple[int, int]:
+        """(epoch, batch) for people and file names: epoch 1-based, batch done within it."""
+        p = self.progress
+        if p.batch == 0 and p.epoch > 0:
+            return p.epoch, self._epoch_len
+        return p.epoch + 1, p.batch
+
+    def save(self, dev: dict, *, best: bool = False) -> Path:
+        """Write a checkpoint for the current state, point last (and best) at it, apply retention."""
+        self.progress.elapsed_s = self._elapsed()
+        p = self.progress
+        name = ck.checkpoint_name(*self.position(), dev["dev_ppl"], self.cfg.optimizer)
+        path = self.run_dir / name
+        if best:
+            p.best_path = name
+        tensors = {**ck.model_tensors(self.model), **rng_tensors()}
+        opt_tensors, opt_info = ck.flatten_optimizer(self.optimizer.state_dict())
+        tensors.update(opt_tensors)
+        meta = self._meta(dev)
+        meta["optimizer"]["state"] = opt_info
+        size = ck.save_checkpoint(path, tensors, meta)
+        ck.atomic_link(path, self.run_dir / f"last{ck.EXT}")
+        if best:
+            ck.atomic_link(path, self.run_dir / f"best{ck.EXT}")
+        self._saved_step = p.step
+        self._retain()
+        epoch, batch = self.position()
+        self.emit(
+            "checkpoint",
+            epoch=epoch,
+            batch=batch,
+            step=p.step,
+            path=str(path),
+            dev_ppl=dev["dev_ppl"],
+            best=best,
+            bytes=size,
+        )
+        return path
+
+    def _retain(self) -> None:
+        """Keep the newest `keep` checkpoints and the best; delete the others (only after a save)."""
+        if self.cfg.keep <= 0:
+            return
+        files = sorted(self.run_dir.glob(f"rnn_*{ck.EXT}"), key=lambda f: f.stat().st_mtime_ns)
+        protected = {self.progress.best_path} | {f.name for f in files[-self.cfg.keep :]}
+        for f in files:
+            if f.name not in protected:
+                f.unlink(missing_ok=True)
+
+    # --- the loop ----------------------------------------------------------------------------------------
+
+    def emit(self, event: str, **fields) -> None:
+        self.on_event({"event": event, **fields})
+
+    def batches_for(self, epoch: int):
+        c = self.cfg
+        if c.seq_mode == "stream":
+            return stream_batches(self.train_ids, c.batch_size, c.seq_len, seed=c.seed, epoch=epoch)
+        return poem_batches(self.train_ids, c.batch_size, seed=c.seed, epoch=epoch)
+
+    def _train_step(self, batch) -> tuple[float, float] | None:
+        """One optimizer step; None when the loss or gradient was not finite (the step is skipped)."""
+        self.model.train()
+        loss = self.model.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            return None
+        loss.backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if self.cfg.clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.clip)
+        else:
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+        if not torch.isfinite(norm):
+            return None
+        self.optimizer.step()
+        return float(loss.detach()), float(norm)
+
+    def run(self) -> dict:
+        """Train until the epochs, the patience, the time or the step budget run out, or a stop is asked."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        c, p = self.cfg, self.progress
+        self._session_start = time.perf_counter()
+        deadline = self._session_start + c.max_minutes * 60 if c.max_minutes > 0 else math.inf
+        try:
+            status = self._loop(deadline)
+            if self._saved_step != p.step or status not in ("finished", "early_stopped"):
+                # A stop between evaluations: a final checkpoint, evaluated "off the record" so that the LR
+                # schedule and early stopping stay exactly those of an uninterrupted run.
+                self.save(self._evaluate(scheduled=False))
+        except PoemError as exc:
+            self.emit("error", message=str(exc), step=p.step)
+            raise
+        last = self.run_dir / f"last{ck.EXT}"
+        summary = {
+            "status": status,
+            "epoch": self.position()[0],
+            "step": p.step,
+            "best_dev_ppl": _finite(p.best_dev_ppl),
+            "dev_ppl": self.dev_ppl,
+            "best_path": str(self.run_dir / p.best_path) if p.best_path else None,
+            "last_path": str(last) if last.exists() else None,
+            "elapsed_s": self._elapsed(),
+            "tokens_seen": p.tokens_seen,
+            "skipped_steps": p.skipped_steps,
+        }
+        self.emit("done", **summary)
+        return summary
+
+    def _loop(self, deadline: float) -> str:
+        """The epochs and batches; returns why training ended."""
+        c, p = self.cfg, self.progress
+        window_tokens, window_start, tokens_per_s = 0, time.perf_counter(), 0.0
+        bad_in_a_row = 0
+        while p.epoch < c.epochs:
+            batches = self.batches_for(p.epoch)
+            self._epoch_len = len(batches)
+            while p.batch < len(batches):
+                if self.stop:
+                    return self.stop.reason or "interrupted"
+                if time.perf_counter() > deadline:
+                    return "time_limit"
+                if c.max_steps and p.step >= c.max_steps:
+                    return "max_steps"
+                batch = batches[p.batch].to(self.device)
+                out = self._train_step(batch)
+                p.batch += 1
+                if out is None:
+                    p.skipped_steps += 1
+                    bad_in_a_row += 1
+                    self.emit(
+                        "error",
+                        message=f"non-finite loss or gradient at step {p.step + 1}: skipped",
+                        step=p.step,
+                        skipped_steps=p.skipped_steps,
+                    )
+                    if bad_in_a_row >= c.max_bad_steps:
+                        raise PoemError(
+                            f"{bad_in_a_row} non-finite steps in a row: training stopped "
+                            "(lower --lr or raise --clip); the last good checkpoint is kept"
+                        )
+                    continue
+                bad_in_a_row = 0
+                loss, grad_norm = out
+                p.step += 1
+                p.tokens_seen += batch.tokens
+                window_tokens += batch.tokens
+                self._train_losses.append(loss)
+                now = time.perf_counter()
+                if now - window_start >= 1.0 or tokens_per_s == 0.0:
+                    tokens_per_s = window_tokens / max(now - window_start, 1e-9)
+                    window_tokens, window_start = 0, now
+                self.emit(
+                    "batch",
+                    epoch=p.epoch + 1,
+                    batch=p.batch,
+                    batches=len(batches),
+                    epochs=c.epochs,
+                    step=p.step,
+                    loss=loss,
+                    grad_norm=grad_norm,
+                    lr=self._lr(),
+                    tokens_per_s=tokens_per_s,
+                    elapsed_s=self._elapsed(),
+                )
+                mid_epoch_eval = c.eval_every and p.step % c.eval_every == 0 and p.batch < len(batches)
+                if mid_epoch_eval and self._scheduled_eval():
+                    return "early_stopped"
+            p.epoch += 1
+            p.batch = 0
+            if self._scheduled_eval():
+                return "early_stopped"
+        return "finished"
+
+    def _lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def _evaluate(self, *, scheduled: bool) -> dict:
+        """Dev perplexity over the whole dev split, and an eval event (with a sample poem)."""
+        p = self.progress
+        dev = self.evaluate_dev()
+        self.dev_ppl = dev["dev_ppl"]
+        train_loss = sum(self._train_losses) / len(self._train_losses) if self._train_losses else None
+        self._train_losses = []
+        epoch, batch = self.position()
+        self.emit(
+            "eval",
+            epoch=epoch,
+            batch=batch,
+            step=p.step,
+            loss=train_loss,
+            dev_loss=dev["dev_loss"],
+            dev_ppl=dev["dev_ppl"],
+            best_dev_ppl=_finite(min(p.best_dev_ppl, dev["dev_ppl"])),
+            lr=self._lr(),
+            elapsed_s=self._elapsed(),
+            sample=self.sample(),
+            scheduled=scheduled,
+        )
+        return dev
+
+    def _scheduled_eval(self) -> bool:
+        """Evaluate, step the LR schedule and early stopping, save; True when patience has run out."""
+        c, p = self.cfg, self.progress
+        dev = self._evaluate(scheduled=True)
+        p.evals += 1
+        improved = math.isfinite(dev["dev_ppl"]) and dev["dev_ppl"] < p.best_dev_ppl  # NaN never becomes best
+        if improved:
+            p.best_dev_ppl = dev["dev_ppl"]
+            p.bad_evals = 0
+        else:
+            p.bad_evals += 1
+        self.scheduler.step(dev["dev_loss"] if math.isfinite(dev["dev_loss"]) else math.inf)
+        if improved or p.evals % c.save_every == 0:
+            self.save(dev, best=improved)
+        return c.patience > 0 and p.bad_evals >= c.patience
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _with_tied(state: dict, tied: bool) -> dict:
+    if tied:
+        state = {**state, "head.weight": state["embedding.weight"]}
+    return state
+
+
+def _python_rng_from_json(state) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+def _overrides(cfg: TrainConfig, ckpt: ck.Checkpoint) -> dict:
+    """On resume the checkpoint's configuration wins, except for these schedule settings given anew."""
+    explicit = getattr(cfg, "_explicit", set())
+    allowed = {
+        "epochs",
+        "max_minutes",
+        "max_steps",
+        "patience",
+        "eval_every",
+        "save_every",
+        "keep",
+        "device",
+        "sample_on_eval",
+    }
+    return {k: getattr(cfg, k) for k in explicit & allowed}
+
+
+def _check_same_corpus(ckpt: ck.Checkpoint, corpus) -> None:
+    was = ckpt.meta["corpus"]
+    if was.get("fingerprint") != corpus.fingerprint:
+        raise CheckpointError(
+            f"the corpus changed since {ckpt.path.name} was saved "
+            f"(fingerprint {str(was.get('fingerprint'))[:12]} -> {corpus.fingerprint[:12]}); "
+            "resume needs the same corpus"
+        )
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    corpus = Path(cfg.corpus).stem if os.sep in cfg.corpus else cfg.corpus
+    return f"{stamp}-{corpus}-{cfg.optimizer}"

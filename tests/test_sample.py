@@ -1,0 +1,120 @@
+"""Generation from a real checkpoint: forms, acrostics, seeds, determinism, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.errors import SeedError
+from core.quality import has_char_over, has_repeated_line, is_valid_form, split_lines
+from core.sample import Sampler, SampleSettings
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMON = "山水月日风花春秋人天云江"
+
+
+@pytest.fixture(scope="module")
+def sampler(tiny_checkpoint) -> Sampler:
+    return Sampler.from_checkpoint(tiny_checkpoint)
+
+
+def run_generate(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "core.generate", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_same_seed_same_poems(sampler):
+    s = SampleSettings(start="山", num=4, seed=11)
+    a, b = sampler.generate(s), sampler.generate(s)
+    assert [p.text for p in a] == [p.text for p in b]
+    c = sampler.generate(SampleSettings(start="山", num=4, seed=12))
+    assert [p.text for p in a] != [p.text for p in c]
+
+
+def test_default_poems_have_a_regular_form_and_no_repetition(sampler):
+    poems = sampler.generate(SampleSettings(start="月", num=16, seed=3))
+    for p in poems:
+        assert p.text.startswith("月")
+        assert is_valid_form(p.text), p.text
+        assert not has_repeated_line(p.text) and not has_char_over(p.text), p.text
+        assert len(p.logprobs) == len(p.text) - 1  # the seed is given, not sampled
+
+
+def test_greedy_is_deterministic_without_a_seed(sampler):
+    s = SampleSettings(start="夜", temperature=0.0, num=2)
+    a, b = sampler.generate(s)
+    assert a.text == b.text
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    form=st.sampled_from(["5", "7"]),
+    lines=st.sampled_from([4, 8]),
+    seed=st.integers(0, 10_000),
+    acrostic=st.text(alphabet=COMMON, min_size=0, max_size=4),
+    temperature=st.floats(0.0, 1.5),
+)
+def test_forms_and_acrostics_always_hold(sampler, form, lines, seed, acrostic, temperature):
+    s = SampleSettings(form=form, lines=lines, acrostic=acrostic, seed=seed, temperature=temperature, num=2)
+    for poem in sampler.generate(s):
+        body = split_lines(poem.text)
+        assert len(body) == lines and all(len(line) == int(form) for line in body), poem.text
+        assert is_valid_form(poem.text)
+        for k, ch in enumerate(acrostic):
+            assert body[k][0] == ch, (poem.text, acrostic)
+
+
+def test_free_form_ends_cleanly(sampler):
+    for p in sampler.generate(SampleSettings(form="free", num=8, seed=5, start="湖")):
+        assert p.text[-1] in "。？！" and len(split_lines(p.text)) >= 4, p.text
+
+
+def test_traditional_seed_is_converted(sampler):
+    poems = sampler.generate(SampleSettings(start="長", num=1, seed=1))
+    assert poems[0].text.startswith("长")
+
+
+def test_unknown_seed_character_is_named(sampler):
+    with pytest.raises(SeedError, match="「𠀋」"):
+        sampler.check(SampleSettings(start="𠀋"))
+    ok, warnings = sampler.check(SampleSettings(start="山𠀋", unk="skip"))
+    assert ok.start == "山" and "𠀋" in warnings[0]
+
+
+def test_seed_that_breaks_the_form_is_refused(sampler):
+    with pytest.raises(SeedError, match="cannot start"):
+        sampler.check(SampleSettings(start="白日依山尽黄", form="5"))
+    with pytest.raises(SeedError, match="acrostic"):
+        sampler.check(SampleSettings(acrostic="春夏秋冬春", form="5", lines=4))
+
+
+def test_cli_json(tiny_checkpoint):
+    out = run_generate(tiny_checkpoint, "--start", "山", "--num", "3", "--seed", "1", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert len(doc["poems"]) == 3 and all(p["text"].startswith("山") for p in doc["poems"])
+    assert doc["settings"]["seed"] == 1 and "logprobs" in doc["poems"][0]
+
+
+def test_cli_assignment_seven_poems(tiny_checkpoint):
+    out = run_generate(tiny_checkpoint.parent, "--assignment", "--seed", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    starts = [p["text"][0] for p in json.loads(out.stdout)["poems"]]
+    assert starts == list("日红山夜湖海月")
+
+
+@pytest.mark.parametrize("args, needle", [(["--start", "𠀋"], "𠀋"), (["--form", "6"], "--form")])
+def test_cli_mistakes_exit_2(tiny_checkpoint, args, needle):
+    out = run_generate(tiny_checkpoint, *args)
+    assert out.returncode == 2 and needle in out.stderr and "Traceback" not in out.stderr
