@@ -50,6 +50,12 @@ def build_parser() -> ArgumentParser:
         default="error",
         help="seed characters the model does not know: refuse (default) or drop with a warning",
     )
+    p.add_argument(
+        "--gelv",
+        action="store_true",
+        help="格律: follow a regulated tone pattern and rhyme in one 平水韵 group (needs --form 5|7)",
+    )
+    p.add_argument("--rhyme", help="with --gelv: the rhyme group, e.g. 东 (default: the first rhyme decides)")
     p.add_argument("--assignment", action="store_true", help="one poem for each of " + ASSIGNMENT_STARTS)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -82,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         num=args.num,
         seed=args.seed,
         unk=args.unk,
+        gelv=args.gelv,
+        rhyme=args.rhyme,
     )
     starts = list(ASSIGNMENT_STARTS) if args.assignment else [args.start]
     poems, warnings, used = [], [], None

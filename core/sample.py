@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from core.corpus import normalize_text
 from core.corpus.vocab import BOS, EOS, PAD, UNK
-from core.errors import SeedError
+from core.errors import PoemError, SeedError
 
 LINE_ENDS = "，。？！；"
 FINAL_ENDS = "。？！"
@@ -45,6 +45,8 @@ class SampleSettings:
     max_repeats: int = 3  # a character at most this many times per poem (0: no limit)
     max_chars: int = 120  # of a free-form poem, punctuation included
     unk: str = "error"  # "error": unknown seed characters are refused; "skip": dropped with a warning
+    gelv: bool = False  # 格律: tones follow a regulated pattern, rhyme positions share a 平水韵 group
+    rhyme: str | None = None  # with gelv: the rhyme group (e.g. "东"); None: the first rhyme fixes it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,6 +56,8 @@ class SampleSettings:
 class Poem:
     text: str
     logprobs: list[float] = field(default_factory=list)  # model log-probability of each generated character
+    pattern: str | None = None  # with gelv: the tone pattern followed
+    conflicts: list[dict] = field(default_factory=list)  # with gelv: seed/acrostic characters that break it
 
     @property
     def mean_logprob(self) -> float:
@@ -69,11 +73,14 @@ class Poem:
         return out + ([cur] if cur else [])
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "text": self.text,
             "logprobs": [round(x, 4) for x in self.logprobs],
             "mean_logprob": round(self.mean_logprob, 4),
         }
+        if self.pattern is not None:
+            out.update(pattern=self.pattern, conflicts=self.conflicts)
+        return out
 
 
 class _Shape:
@@ -99,6 +106,9 @@ class _Shape:
         self.length = 0
         self.last = BOS
         self.done = False
+        self.gelv = None  # a core.gelv GelvConstraint when sampling regulated verse
+        self.itos: list[str] = []
+        self.priming = False  # True while the seed is fed: its characters are imposed, not sampled
 
     def _line_len(self) -> int | None:
         """The line length this poem is bound to (None while an auto form's first line is open)."""
@@ -172,6 +182,9 @@ class _Shape:
         else:
             self.line.append(token)
             self.counts[token] += 1
+            if self.gelv is not None:
+                forced = self.priming or (self.lines_done < len(self.acrostic) and len(self.line) == 1)
+                self.gelv.push(self.itos[token], forced=forced)
 
     def allows(self, token: int, content: torch.Tensor) -> bool:
         kind, arg = self.rule()
@@ -193,6 +206,7 @@ class Sampler:
         self.vocab = vocab
         self.device = torch.device(device)
         self.script = script
+        self._masks = None  # core.gelv ToneMasks, built on first use
         punct = set(LINE_ENDS) | set("、：“”‘’《》「」（）")
         content = torch.ones(len(vocab), dtype=torch.bool)
         for i, ch in enumerate(vocab.itos):
@@ -242,9 +256,15 @@ class Sampler:
                 return f"; did you mean 「{alt}」?"
         return " (try another character, or --unk skip)"
 
-    def _prime(self, settings: SampleSettings, start_ids: list[int]) -> _Shape:
+    def _prime(self, settings: SampleSettings, start_ids: list[int], pattern=None) -> _Shape:
         """Run the seed through the shape rules, refusing a seed that cannot begin such a poem."""
         shape = _Shape(settings, self.vocab.stoi)
+        if pattern is not None:
+            from core.gelv.constrain import GelvConstraint
+
+            shape.gelv = GelvConstraint(self._tone_masks(), pattern, rhyme=settings.rhyme)
+            shape.itos = self.vocab.itos
+        shape.priming = True
         for tok in start_ids:
             if not shape.allows(tok, self.content):
                 form = (
@@ -255,7 +275,28 @@ class Sampler:
                     f"the seed cannot start a {form} poem at 「{ch}」 (line {shape.lines_done + 1})"
                 )
             shape.advance(tok)
+        shape.priming = False
         return shape
+
+    def _tone_masks(self):
+        """Tone and rhyme masks over this vocabulary (built once, on first use of 格律)."""
+        if self._masks is None:
+            from core.gelv.constrain import ToneMasks
+
+            self._masks = ToneMasks(self.vocab.itos)
+        return self._masks
+
+    def _patterns(self, settings: SampleSettings, generator: torch.Generator) -> list:
+        """A tone pattern per poem, at random among those the seed and acrostic fit best."""
+        from core.gelv.constrain import patterns_for
+
+        gelv = self._tone_masks().gelv
+        forced = {(0, i): ch for i, ch in enumerate(settings.start[: int(settings.form)])}
+        forced.update({(k, 0): ch for k, ch in enumerate(settings.acrostic)})
+        ranked = patterns_for(int(settings.form), settings.lines or 4, forced, gelv=gelv)
+        fewest = _conflicts(ranked[0], forced, gelv)
+        best = [p for p in ranked if _conflicts(p, forced, gelv) == fewest]
+        return [best[i] for i in torch.randint(len(best), (settings.num,), generator=generator).tolist()]
 
     def check(self, settings: SampleSettings) -> tuple[SampleSettings, list[str]]:
         """Validate and normalise settings; returns them with any warnings."""
@@ -282,6 +323,17 @@ class Sampler:
         s = SampleSettings(**{**settings.to_dict(), "start": start, "acrostic": acrostic})
         if s.form in ("5", "7") and s.lines is None:
             s.lines = 4
+        if s.gelv and s.form not in ("5", "7"):
+            raise SeedError("格律 (gelv) needs a fixed form: form 5 or 7, with 4 or 8 lines")
+        if s.rhyme and not s.gelv:
+            raise SeedError("a rhyme group goes with 格律 (gelv)")
+        if s.rhyme:
+            try:
+                self._tone_masks().gelv.resolve_group(s.rhyme)
+            except (KeyError, ValueError, PoemError) as exc:
+                raise SeedError(
+                    f"unknown rhyme group {s.rhyme!r}: name a 平水韵 平声 group, e.g. 东"
+                ) from exc
         self._prime(s, [self.vocab.stoi[c] for c in start])
         return s, w1 + w2
 
@@ -293,6 +345,8 @@ class Sampler:
             return arg
         what, mark = arg
         mask = self.content.clone()
+        if shape.gelv is not None and not shape.gelv.done:
+            mask &= torch.from_numpy(shape.gelv.allowed().copy())
         banned = shape.banned()
         if banned:
             mask[list(banned)] = False
@@ -318,7 +372,8 @@ class Sampler:
                 generator.manual_seed(settings.seed)
         n = settings.num
         start_ids = [self.vocab.stoi[c] for c in settings.start]
-        shapes = [self._prime(settings, start_ids) for _ in range(n)]
+        patterns = self._patterns(settings, generator) if settings.gelv else [None] * n
+        shapes = [self._prime(settings, start_ids, pattern) for pattern in patterns]
         prefix = torch.tensor([[BOS, *start_ids]] * n, device=self.device)
         logits, state = self.model(prefix)
         logits = logits[:, -1].float().cpu()
@@ -345,9 +400,14 @@ class Sampler:
             )
             logits, state = self.model(feed, state=state)
             logits = logits[:, -1].float().cpu()
-        return [
-            Poem(text=self.vocab.decode(ids), logprobs=lp) for ids, lp in zip(out_ids, logprobs, strict=True)
-        ]
+        poems = []
+        for ids, lp, shape in zip(out_ids, logprobs, shapes, strict=True):
+            poem = Poem(text=self.vocab.decode(ids), logprobs=lp)
+            if shape.gelv is not None:
+                poem.pattern = shape.gelv.pattern.name
+                poem.conflicts = list(shape.gelv.conflicts)
+            poems.append(poem)
+        return poems
 
     def _choose(self, logits, shapes, out_ids, s: SampleSettings, generator) -> list[int]:
         n, v = logits.shape
@@ -394,3 +454,12 @@ class Sampler:
         for i, tok in forced.items():
             result[i] = tok
         return result
+
+
+def _conflicts(pattern, forced: dict, gelv) -> int:
+    """How many imposed characters (seed, acrostic) do not have the tone the pattern wants there."""
+    return sum(
+        1
+        for (line, col), ch in forced.items()
+        if (tone := pattern.required_tone(line, col)) is not None and tone not in gelv.tones(ch)
+    )

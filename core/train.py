@@ -14,6 +14,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from core import distributed as dist
 from core.cli import ArgumentParser, run
 from core.trainer import OPTIMIZERS, PRESETS, StopRequested, TrainConfig, Trainer, default_run_name
 
@@ -245,17 +246,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    if cfg.backend == "numpy":
-        from core.numpy_trainer import NumpyTrainer as TrainerClass
-    else:
-        TrainerClass = Trainer
-    trainer = TrainerClass(cfg, run_dir, resume=getattr(args, "resume", None), stop=stop)
-    output = Output(Path(run_dir), getattr(args, "events", None) == "jsonl", getattr(args, "quiet", False))
-    trainer.on_event = output
+    trainer = Trainer(cfg, run_dir, resume=getattr(args, "resume", None), stop=stop)
+    output = None
+    if dist.is_main():  # under torchrun, rank 0 alone writes events and logs
+        output = Output(
+            Path(run_dir), getattr(args, "events", None) == "jsonl", getattr(args, "quiet", False)
+        )
+        trainer.on_event = output
     try:
         summary = trainer.run()
     finally:
-        output.close()
+        if output is not None:
+            output.close()
+        dist.teardown()
     return EXIT_FOR.get(summary["status"], 0)
 
 

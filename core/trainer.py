@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from core import checkpoint as ck
+from core import distributed as dist
+from core.backends import OPTIMIZERS, NumpyBackend, TorchBackend
 from core.corpus import load_corpus, poem_batches, stream_batches
 from core.errors import CheckpointError, PoemError
-from core.evaluate import result_from_sums, score_poems
-from core.model import ModelConfig, PoetryLM
-
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw")
+from core.evaluate import result_from_sums
+from core.model import ModelConfig
 
 # Learning rates chosen by the sweep in docs/REPORT.md (python -m core.experiments optimizers).
 DEFAULT_LR = {
@@ -216,29 +216,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(
-    name: str, params, lr: float, momentum: float, weight_decay: float
-) -> torch.optim.Optimizer:
-    O = torch.optim
-    if name == "sgd":
-        return O.SGD(params, lr=lr, weight_decay=weight_decay)
-    if name == "momentum":
-        return O.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "nesterov":
-        return O.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
-    if name == "adagrad":
-        return O.Adagrad(params, lr=lr, weight_decay=weight_decay)
-    if name == "adadelta":
-        return O.Adadelta(params, lr=lr, weight_decay=weight_decay)
-    if name == "rmsprop":
-        return O.RMSprop(params, lr=lr, weight_decay=weight_decay)
-    if name == "adam":
-        return O.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return O.AdamW(params, lr=lr, weight_decay=weight_decay or 0.01)
-    raise PoemError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-
-
 # --- RNG state, so a resumed run continues the same random stream ---------------------------------------
 
 
@@ -288,7 +265,7 @@ class Progress:
 
 
 class Trainer:
-    """Owns one training run: data, model, optimizer, schedule, checkpoints and events."""
+    """Owns one training run: data, backend (model + optimizer), schedule, checkpoints and events."""
 
     def __init__(
         self,
@@ -298,7 +275,6 @@ class Trainer:
         resume: Path | None = None,
         stop: StopRequested | None = None,
     ):
-        self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.on_event = on_event or (lambda e: None)
         self.stop = stop if stop is not None else StopRequested()
@@ -312,52 +288,64 @@ class Trainer:
 
         ckpt = ck.load_checkpoint(resume) if resume else None
         if ckpt is not None:
-            self.cfg = cfg = TrainConfig.from_dict({**ckpt.meta["train"], **_overrides(cfg, ckpt)})
+            cfg = TrainConfig.from_dict({**ckpt.meta["train"], **_overrides(cfg)})
         cfg.validate()
-        self.device = resolve_device(cfg.device)
-        torch.manual_seed(cfg.seed)
+        self.cfg = cfg
+        self.device = dist.setup(resolve_device(cfg.device))
+        self.rank, self.world = dist.rank(), dist.world_size()
+        torch.manual_seed(cfg.seed + self.rank)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
 
         self.corpus = load_corpus(cfg.corpus, script=cfg.script, forms=cfg.forms)
-        self.vocab = ckpt.vocab if ckpt else self.corpus.build_vocab(min_freq=cfg.min_freq)
         if ckpt is not None:
             _check_same_corpus(ckpt, self.corpus)
+        self.vocab = ckpt.vocab if ckpt else self.corpus.build_vocab(min_freq=cfg.min_freq)
         self.train_ids = [self.vocab.encode(p) for p in self.corpus.splits["train"]]
         self.dev_ids = [self.vocab.encode(p) for p in self.corpus.splits["dev"]]
         if not self.train_ids or not self.dev_ids:
             raise PoemError(f"corpus {cfg.corpus}: the train and dev splits must both hold poems")
 
-        self.model = PoetryLM(cfg.model_config(len(self.vocab))).to(self.device)
+        mcfg = cfg.model_config(len(self.vocab))
         lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.optimizer]
-        self.optimizer = make_optimizer(
-            cfg.optimizer, self.model.parameters(), lr, cfg.momentum, cfg.weight_decay
-        )
+        args = (mcfg, cfg.optimizer, lr, cfg.momentum, cfg.weight_decay, cfg.clip, self.device)
+        self.backend = NumpyBackend(*args, seed=cfg.seed) if cfg.backend == "numpy" else TorchBackend(*args)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience
+            self.backend.lr_holder, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience
         )
         if ckpt is not None:
             self._restore(ckpt)
 
+    @property
+    def model(self):
+        """The torch PoetryLM with the current weights (for sampling and evaluation)."""
+        return self.backend.torch_model()
+
     # --- state -------------------------------------------------------------------------------------------
 
     def _restore(self, ckpt: ck.Checkpoint) -> None:
-        if ckpt.model_config.to_dict() != self.model.cfg.to_dict():
-            raise CheckpointError(f"{ckpt.path.name}: its model does not match the run's configuration")
-        self.model.load_state_dict(_with_tied(ckpt.model_state, self.model.cfg.tie_weights))
-        state = ckpt.optimizer_state()
-        if state is not None:
-            self.optimizer.load_state_dict(state)
+        mine, theirs = self.backend.model.cfg.to_dict(), ckpt.model_config.to_dict()
+        if mine != theirs:
+            diff = ", ".join(
+                f"{k} {theirs.get(k)} -> {mine.get(k)}" for k in mine if mine[k] != theirs.get(k)
+            )
+            raise CheckpointError(f"{ckpt.path.name}: its model does not match this run ({diff})")
+        if ckpt.meta.get("backend", "torch") != self.cfg.backend:
+            raise CheckpointError(f"{ckpt.path.name} was trained with --backend {ckpt.meta.get('backend')}")
+        self.backend.restore(ckpt)
         self.scheduler.load_state_dict(ckpt.meta["scheduler"])
+        self.backend.sync_lr()
         p = ckpt.meta["progress"]
         self.progress = Progress(**{k: p[k] for k in Progress.__dataclass_fields__ if k in p})
         self._elapsed_before = self.progress.elapsed_s
         restore_rng(ckpt.tensors)
         random.setstate(_python_rng_from_json(ckpt.meta["rng"]["python"]))
+        if self.rank:
+            torch.manual_seed(hash((self.cfg.seed, self.progress.step, self.rank)) % 2**63)
 
-    def _meta(self, dev: dict | None) -> dict:
+    def _meta(self, dev: dict | None, optimizer_info: dict) -> dict:
         return {
-            "model": self.model.cfg.to_dict(),
+            "model": self.backend.model.cfg.to_dict(),
             "vocab": self.vocab.to_json(),
             "corpus": {
                 "name": self.corpus.name,
@@ -367,11 +355,12 @@ class Trainer:
             },
             "train": self.cfg.to_dict(),
             "progress": {**asdict(self.progress), **(dev or {})},
-            "optimizer": {"name": self.cfg.optimizer, "state": None},
+            "optimizer": {"name": self.cfg.optimizer, "state": optimizer_info},
             "scheduler": self.scheduler.state_dict(),
             "rng": {"python": random.getstate()},
             "backend": self.cfg.backend,
             "device": str(self.device),
+            "world_size": self.world,
         }
 
     def _elapsed(self) -> float:
@@ -380,20 +369,22 @@ class Trainer:
     # --- evaluation and checkpoints ------------------------------------------------------------------------
 
     def evaluate_dev(self) -> dict:
-        total, tokens, unk = score_poems(self.model, self.dev_ids, batch_size=64, device=self.device)
-        r = result_from_sums(total, tokens, unk, len(self.dev_ids))
+        """Perplexity over the whole dev split (each rank scores its share; the sums are added up)."""
+        mine = self.dev_ids[self.rank :: self.world]
+        total, tokens, unk = dist.all_sum(list(self.backend.score(mine)))
+        r = result_from_sums(total, int(tokens), int(unk), len(self.dev_ids))
         return {"dev_loss": r.loss, "dev_ppl": r.perplexity, "dev_tokens": r.tokens}
 
     def sample(self) -> str | None:
-        if not self.cfg.sample_on_eval:
+        if not self.cfg.sample_on_eval or not dist.is_main():
             return None
-        try:
-            from core.sample import Sampler, SampleSettings
-        except ImportError:
-            return None
+        from core.sample import Sampler, SampleSettings
+
         gen = torch.Generator().manual_seed(self.progress.step)  # own stream: training RNG untouched
         sampler = Sampler(self.model, self.vocab, device=self.device)
-        return sampler.generate(SampleSettings(start="", num=1), generator=gen)[0].text
+        poem = sampler.generate(SampleSettings(start="", num=1), generator=gen)[0]
+        self.model.train()
+        return poem.text
 
     def position(self) -> tuple[int, int]:
         """(epoch, batch) for people and file names: epoch 1-based, batch done within it."""
@@ -402,24 +393,23 @@ class Trainer:
             return p.epoch, self._epoch_len
         return p.epoch + 1, p.batch
 
-    def save(self, dev: dict, *, best: bool = False) -> Path:
+    def save(self, dev: dict, *, best: bool = False) -> Path | None:
         """Write a checkpoint for the current state, point last (and best) at it, apply retention."""
         self.progress.elapsed_s = self._elapsed()
         p = self.progress
         name = ck.checkpoint_name(*self.position(), dev["dev_ppl"], self.cfg.optimizer)
-        path = self.run_dir / name
         if best:
             p.best_path = name
-        tensors = {**ck.model_tensors(self.model), **rng_tensors()}
-        opt_tensors, opt_info = ck.flatten_optimizer(self.optimizer.state_dict())
-        tensors.update(opt_tensors)
-        meta = self._meta(dev)
-        meta["optimizer"]["state"] = opt_info
-        size = ck.save_checkpoint(path, tensors, meta)
+        self._saved_step = p.step
+        if not dist.is_main():
+            return None
+        path = self.run_dir / name
+        tensors, optimizer_info = self.backend.state()
+        tensors.update(rng_tensors())
+        size = ck.save_checkpoint(path, tensors, self._meta(dev, optimizer_info))
         ck.atomic_link(path, self.run_dir / f"last{ck.EXT}")
         if best:
             ck.atomic_link(path, self.run_dir / f"best{ck.EXT}")
-        self._saved_step = p.step
         self._retain()
         epoch, batch = self.position()
         self.emit(
@@ -447,37 +437,24 @@ class Trainer:
     # --- the loop ----------------------------------------------------------------------------------------
 
     def emit(self, event: str, **fields) -> None:
-        self.on_event({"event": event, **fields})
+        if dist.is_main():
+            self.on_event({"event": event, **fields})
 
     def batches_for(self, epoch: int):
         c = self.cfg
         if c.seq_mode == "stream":
-            return stream_batches(self.train_ids, c.batch_size, c.seq_len, seed=c.seed, epoch=epoch)
-        return poem_batches(self.train_ids, c.batch_size, seed=c.seed, epoch=epoch)
-
-    def _train_step(self, batch) -> tuple[float, float] | None:
-        """One optimizer step; None when the loss or gradient was not finite (the step is skipped)."""
-        self.model.train()
-        loss = self.model.loss(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            return None
-        loss.backward()
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        if self.cfg.clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.clip)
+            batches = stream_batches(self.train_ids, c.batch_size, c.seq_len, seed=c.seed, epoch=epoch)
         else:
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
-        if not torch.isfinite(norm):
-            return None
-        self.optimizer.step()
-        return float(loss.detach()), float(norm)
+            batches = poem_batches(self.train_ids, c.batch_size, seed=c.seed, epoch=epoch)
+        return dist.shard(batches, seed=c.seed, epoch=epoch)
 
     def run(self) -> dict:
         """Train until the epochs, the patience, the time or the step budget run out, or a stop is asked."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        c, p = self.cfg, self.progress
+        if dist.is_main():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        p = self.progress
         self._session_start = time.perf_counter()
+        c = self.cfg
         deadline = self._session_start + c.max_minutes * 60 if c.max_minutes > 0 else math.inf
         try:
             status = self._loop(deadline)
@@ -504,6 +481,19 @@ class Trainer:
         self.emit("done", **summary)
         return summary
 
+    def _should_stop(self, deadline: float) -> str | None:
+        c, p = self.cfg, self.progress
+        reason = None
+        if self.stop:
+            reason = self.stop.reason or "interrupted"
+        elif time.perf_counter() > deadline:
+            reason = "time_limit"
+        elif c.max_steps and p.step >= c.max_steps:
+            reason = "max_steps"
+        if dist.any_rank(reason is not None):
+            return reason or "stopped_by_another_rank"
+        return None
+
     def _loop(self, deadline: float) -> str:
         """The epochs and batches; returns why training ended."""
         c, p = self.cfg, self.progress
@@ -513,14 +503,11 @@ class Trainer:
             batches = self.batches_for(p.epoch)
             self._epoch_len = len(batches)
             while p.batch < len(batches):
-                if self.stop:
-                    return self.stop.reason or "interrupted"
-                if time.perf_counter() > deadline:
-                    return "time_limit"
-                if c.max_steps and p.step >= c.max_steps:
-                    return "max_steps"
+                reason = self._should_stop(deadline)
+                if reason:
+                    return reason
                 batch = batches[p.batch].to(self.device)
-                out = self._train_step(batch)
+                out = self.backend.train_step(batch)
                 p.batch += 1
                 if out is None:
                     p.skipped_steps += 1
@@ -540,8 +527,8 @@ class Trainer:
                 bad_in_a_row = 0
                 loss, grad_norm = out
                 p.step += 1
-                p.tokens_seen += batch.tokens
-                window_tokens += batch.tokens
+                p.tokens_seen += batch.tokens * self.world
+                window_tokens += batch.tokens * self.world
                 self._train_losses.append(loss)
                 now = time.perf_counter()
                 if now - window_start >= 1.0 or tokens_per_s == 0.0:
@@ -570,7 +557,7 @@ class Trainer:
         return "finished"
 
     def _lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        return self.backend.lr_holder.param_groups[0]["lr"]
 
     def _evaluate(self, *, scheduled: bool) -> dict:
         """Dev perplexity over the whole dev split, and an eval event (with a sample poem)."""
@@ -608,6 +595,7 @@ class Trainer:
         else:
             p.bad_evals += 1
         self.scheduler.step(dev["dev_loss"] if math.isfinite(dev["dev_loss"]) else math.inf)
+        self.backend.sync_lr()
         if improved or p.evals % c.save_every == 0:
             self.save(dev, best=improved)
         return c.patience > 0 and p.bad_evals >= c.patience
@@ -617,18 +605,12 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _with_tied(state: dict, tied: bool) -> dict:
-    if tied:
-        state = {**state, "head.weight": state["embedding.weight"]}
-    return state
-
-
 def _python_rng_from_json(state) -> tuple:
     version, internal, gauss = state
     return (version, tuple(internal), gauss)
 
 
-def _overrides(cfg: TrainConfig, ckpt: ck.Checkpoint) -> dict:
+def _overrides(cfg: TrainConfig) -> dict:
     """On resume the checkpoint's configuration wins, except for these schedule settings given anew."""
     explicit = getattr(cfg, "_explicit", set())
     allowed = {

@@ -118,3 +118,31 @@ def test_cli_assignment_seven_poems(tiny_checkpoint):
 def test_cli_mistakes_exit_2(tiny_checkpoint, args, needle):
     out = run_generate(tiny_checkpoint, *args)
     assert out.returncode == 2 and needle in out.stderr and "Traceback" not in out.stderr
+
+
+def test_gelv_poems_pass_the_checker(sampler):
+    from core.gelv import Gelv
+
+    checker = Gelv.load()
+    for form, lines in (("5", 4), ("7", 8)):
+        poems = sampler.generate(SampleSettings(form=form, lines=lines, gelv=True, num=10, seed=9))
+        passed = [checker.check(p.text).passed for p in poems]
+        assert all(passed), [p.text for p, ok in zip(poems, passed, strict=True) if not ok]
+        assert all(p.pattern and p.pattern.startswith(("五", "七")) for p in poems)
+
+
+def test_gelv_with_a_chosen_rhyme_group(sampler):
+    from core.gelv import Gelv
+
+    checker = Gelv.load()
+    poems = sampler.generate(SampleSettings(form="5", gelv=True, rhyme="东", num=4, seed=2))
+    for p in poems:
+        result = checker.check(p.text)
+        assert result.passed and result.to_json()["rhyme_group"] == "东", p.text
+
+
+def test_gelv_needs_a_form(sampler):
+    with pytest.raises(SeedError, match="form"):
+        sampler.check(SampleSettings(gelv=True))
+    with pytest.raises(SeedError, match="rhyme"):
+        sampler.check(SampleSettings(form="5", gelv=True, rhyme="不是韵"))
