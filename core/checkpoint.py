@@ -210,12 +210,16 @@ class Checkpoint:
 
 
 def _sniff(head: bytes, path: Path) -> None:
+    """Refuse pickles by their signature. A safetensors file has its JSON header's "{" at byte 8 (its
+    first 8 bytes are a length, so they may begin with any byte, 0x80 included)."""
+    if head[8:9] == b"{":
+        return
     if head[:4] == b"PK\x03\x04":
         raise CheckpointError(
             f"{path.name} is a torch.save/zip archive: it holds pickled code, which poemtui never loads "
             "(poemtui checkpoints are .safetensors)"
         )
-    if head[:1] == b"\x80":
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         raise CheckpointError(f"{path.name} is a Python pickle: poemtui never unpickles (it can run code)")
 
 
@@ -227,8 +231,9 @@ def _open_header(path: Path) -> tuple[int, dict, int]:
         if not path.is_file():
             raise CheckpointError(f"{path} is not a file")
         with open(path, "rb") as fh:
-            head = fh.read(8)
+            head = fh.read(9)
             _sniff(head, path)
+            head = head[:8]
             if len(head) < 8:
                 raise CheckpointError(f"{path.name} is empty or truncated ({size} bytes)")
             if size > MAX_FILE_BYTES:
@@ -242,6 +247,7 @@ def _open_header(path: Path) -> tuple[int, dict, int]:
                 )
             if 8 + n > size:
                 raise CheckpointError(f"{path.name} is truncated (header says {n} bytes, file has {size})")
+            fh.seek(8)
             raw = fh.read(n)
     except FileNotFoundError as exc:
         raise CheckpointError(f"no such checkpoint: {path}") from exc

@@ -458,7 +458,7 @@ class Trainer:
         deadline = self._session_start + c.max_minutes * 60 if c.max_minutes > 0 else math.inf
         try:
             status = self._loop(deadline)
-            if self._saved_step != p.step or status not in ("finished", "early_stopped"):
+            if self._saved_step != p.step:
                 # A stop between evaluations: a final checkpoint, evaluated "off the record" so that the LR
                 # schedule and early stopping stay exactly those of an uninterrupted run.
                 self.save(self._evaluate(scheduled=False))
