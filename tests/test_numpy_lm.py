@@ -149,10 +149,20 @@ def test_constant_init_keeps_hidden_units_identical():
         np.testing.assert_allclose(gate, np.broadcast_to(gate[0], gate.shape), rtol=1e-12)
 
 
-def torch_optimizer(name, params, lr):
-    from core.trainer import make_optimizer as make_torch_optimizer
+TORCH_OPTIMIZERS = {  # name -> the torch.optim optimizer with the settings core.numpy_optim mirrors
+    "sgd": lambda ps, lr, wd: torch.optim.SGD(ps, lr=lr, weight_decay=wd),
+    "momentum": lambda ps, lr, wd: torch.optim.SGD(ps, lr=lr, momentum=0.9, weight_decay=wd),
+    "nesterov": lambda ps, lr, wd: torch.optim.SGD(ps, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd),
+    "adagrad": lambda ps, lr, wd: torch.optim.Adagrad(ps, lr=lr, weight_decay=wd),
+    "adadelta": lambda ps, lr, wd: torch.optim.Adadelta(ps, lr=lr, weight_decay=wd),
+    "rmsprop": lambda ps, lr, wd: torch.optim.RMSprop(ps, lr=lr, weight_decay=wd),
+    "adam": lambda ps, lr, wd: torch.optim.Adam(ps, lr=lr, weight_decay=wd),
+    "adamw": lambda ps, lr, wd: torch.optim.AdamW(ps, lr=lr, weight_decay=wd),
+}
 
-    return make_torch_optimizer(name, params, lr, momentum=0.9, weight_decay=0.01)
+
+def test_every_optimizer_has_a_torch_twin():
+    assert set(TORCH_OPTIMIZERS) == set(OPTIMIZERS)
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
@@ -165,7 +175,7 @@ def test_optimizers_match_torch_optim_across_batches(name):
     ours = make_optimizer(name, lr, momentum=0.9, weight_decay=0.01)
     np_params = {k: v.copy() for k, v in start.items()}
     t_params = {k: torch.tensor(v, requires_grad=True) for k, v in start.items()}
-    theirs = torch_optimizer(name, list(t_params.values()), lr)
+    theirs = TORCH_OPTIMIZERS[name](list(t_params.values()), lr, 0.01)
     for grads in grad_seq:
         ours.step(np_params, grads)
         for k, p in t_params.items():
