@@ -58,6 +58,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--rhyme", help="with --gelv: the rhyme group, e.g. 东 (default: the first rhyme decides)")
     p.add_argument("--assignment", action="store_true", help="one poem for each of " + ASSIGNMENT_STARTS)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument(
+        "--benchmark",
+        type=int,
+        metavar="N",
+        help="time checkpoint loading and N single 七绝 poems (4×7), print the figures and exit",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return p
 
@@ -71,8 +77,54 @@ def resolve_checkpoint(path: Path) -> Path:
     return path
 
 
+def benchmark(path: Path, repeats: int, device: str) -> dict:
+    """Load time (after imports) and the latency of one 4×7 poem, batch 1, median over `repeats`."""
+    import statistics
+
+    import torch
+
+    t0 = time.perf_counter()
+    sampler = Sampler.from_checkpoint(path, device=device)
+    load_s = time.perf_counter() - t0
+    settings = SampleSettings(start="山", form="7", lines=4, num=1)
+    sampler.generate(SampleSettings(**{**settings.to_dict(), "seed": 0}))  # warm-up
+    times = []
+    for i in range(max(repeats, 1)):
+        gen = torch.Generator().manual_seed(i)
+        t1 = time.perf_counter()
+        sampler.generate(settings, generator=gen)
+        times.append(time.perf_counter() - t1)
+    cfg = sampler.model.cfg
+    return {
+        "checkpoint": str(path),
+        "load_s": round(load_s, 4),
+        "poem_ms_median": round(1e3 * statistics.median(times), 2),
+        "poem_ms_p90": round(1e3 * sorted(times)[int(0.9 * (len(times) - 1))], 2),
+        "repeats": len(times),
+        "model": {
+            "vocab": cfg.vocab_size,
+            "embed": cfg.embed_size,
+            "hidden": cfg.hidden_size,
+            "layers": cfg.num_layers,
+        },
+        "threads": torch.get_num_threads(),
+        "device": device,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.benchmark:
+        result = benchmark(resolve_checkpoint(args.checkpoint), args.benchmark, args.device)
+        if args.json:
+            print_json(result)
+        else:
+            print(
+                f"load {result['load_s'] * 1e3:.0f} ms; one 4×7 poem: "
+                f"median {result['poem_ms_median']:.1f} ms, p90 {result['poem_ms_p90']:.1f} ms "
+                f"over {result['repeats']} ({result['model']})"
+            )
+        return 0
     t0 = time.perf_counter()
     sampler = Sampler.from_checkpoint(resolve_checkpoint(args.checkpoint), device=args.device)
     load_s = time.perf_counter() - t0
