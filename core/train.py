@@ -25,6 +25,7 @@ HELP = {
     "script": "simplified (OpenCC t2s) or traditional",
     "forms": "quantangshi: regular (五/七言 绝句 and 律诗, the default) or all",
     "min_freq": "characters seen fewer times in train become <unk>",
+    "unk_rate": "replace characters seen once in train by <unk> at this rate, so <unk> is learned",
     "seq_mode": "poem: one poem per sequence (bucketed); stream: poems joined, crops of --seq-len",
     "seq_len": "crop length in stream mode",
     "embed_size": "embedding size (the assignment's is)",

@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from core import checkpoint as ck
 from core import distributed as dist
 from core.backends import OPTIMIZERS, NumpyBackend, TorchBackend
 from core.corpus import load_corpus, poem_batches, stream_batches
+from core.corpus.vocab import UNK
 from core.errors import CheckpointError, PoemError
 from core.evaluate import result_from_sums
 from core.model import ModelConfig
@@ -48,6 +49,9 @@ class TrainConfig:
     script: str = "simplified"
     forms: str | None = None  # None: the corpus's default ("regular" for quantangshi)
     min_freq: int = 1
+    unk_rate: float = (
+        0.0  # replace train characters seen once with <unk> at this rate (learns where OOV goes)
+    )
     seq_mode: str = "poem"  # "poem": one poem per row, bucketed; "stream": poems joined, crops of seq_len
     seq_len: int = 64
     batch_size: int = 64
@@ -130,6 +134,11 @@ def validate_fields(d: dict) -> dict[str, str]:
     for name in ("patience", "eval_every", "keep", "max_steps", "lr_patience", "min_freq"):
         positive(name, allow_zero=True)
     positive("save_every")
+    need(
+        "unk_rate",
+        isinstance(d.get("unk_rate", 0), int | float) and 0 <= d.get("unk_rate", 0) <= 1,
+        "must be in [0, 1]",
+    )
     for name in ("weight_decay", "clip", "max_minutes"):
         positive(name, allow_zero=True)
     if d.get("lr") is not None:
@@ -302,6 +311,7 @@ class Trainer:
             _check_same_corpus(ckpt, self.corpus)
         self.vocab = ckpt.vocab if ckpt else self.corpus.build_vocab(min_freq=cfg.min_freq)
         self.train_ids = [self.vocab.encode(p) for p in self.corpus.splits["train"]]
+        self.rare = _rare_tokens(self.train_ids, len(self.vocab)).to(self.device)
         self.dev_ids = [self.vocab.encode(p) for p in self.corpus.splits["dev"]]
         if not self.train_ids or not self.dev_ids:
             raise PoemError(f"corpus {cfg.corpus}: the train and dev splits must both hold poems")
@@ -506,7 +516,7 @@ class Trainer:
                 reason = self._should_stop(deadline)
                 if reason:
                     return reason
-                batch = batches[p.batch].to(self.device)
+                batch = self._unk_dropout(batches[p.batch].to(self.device))
                 out = self.backend.train_step(batch)
                 p.batch += 1
                 if out is None:
@@ -556,6 +566,21 @@ class Trainer:
                 return "early_stopped"
         return "finished"
 
+    def _unk_dropout(self, batch):
+        """Show the model <unk> where it will meet it: characters seen once in train become <unk> with
+        probability unk_rate, in the targets and in the inputs that feed them back. The draw depends only
+        on (seed, step), so a resumed run replaces the same characters."""
+        rate = self.cfg.unk_rate
+        if rate <= 0:
+            return batch
+        gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed * 1_000_003 + self.progress.step)
+        draw = torch.rand(batch.targets.shape, generator=gen).to(batch.targets.device)
+        hit = self.rare[batch.targets] & (draw < rate) & batch.mask
+        targets = batch.targets.masked_fill(hit, UNK)
+        inputs = batch.inputs.clone()
+        inputs[:, 1:] = inputs[:, 1:].masked_fill(hit[:, :-1], UNK)
+        return replace(batch, inputs=inputs, targets=targets)
+
     def _lr(self) -> float:
         return self.backend.lr_holder.param_groups[0]["lr"]
 
@@ -599,6 +624,14 @@ class Trainer:
         if improved or p.evals % c.save_every == 0:
             self.save(dev, best=improved)
         return c.patience > 0 and p.bad_evals >= c.patience
+
+
+def _rare_tokens(encoded: list[list[int]], vocab_size: int) -> torch.Tensor:
+    """Boolean [V]: characters that occur exactly once in the train split."""
+    counts = torch.bincount(
+        torch.tensor([t for row in encoded for t in row], dtype=torch.long), minlength=vocab_size
+    )
+    return counts == 1
 
 
 def _finite(x: float) -> float | None:
