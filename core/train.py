@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 from dataclasses import fields
@@ -130,7 +131,7 @@ class Output:
             self.live = LiveDisplay()
 
     def __call__(self, event: dict) -> None:
-        line = json.dumps(event, ensure_ascii=False, allow_nan=False, default=_json_default)
+        line = json.dumps(_json_safe(event), ensure_ascii=False, allow_nan=False, default=_json_default)
         self.metrics.write(line + "\n")
         if event["event"] != "batch":
             self.metrics.flush()
@@ -147,6 +148,11 @@ class Output:
         if self.live is not None:
             self.live.stop()
         self.metrics.close()
+
+
+def _json_safe(event: dict) -> dict:
+    """JSON has no NaN or Infinity: a diverged loss or perplexity is written as null."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in event.items()}
 
 
 def _json_default(obj):
@@ -248,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     trainer = Trainer(cfg, run_dir, resume=getattr(args, "resume", None), stop=stop)
+    for flag in trainer.ignored_flags:
+        sys.stderr.write(
+            f"warning: --{flag.replace('_', '-')} is fixed by the checkpoint; ignored on --resume\n"
+        )
     output = None
     if dist.is_main():  # under torchrun, rank 0 alone writes events and logs
         output = Output(

@@ -288,6 +288,7 @@ class Trainer:
         self.on_event = on_event or (lambda e: None)
         self.stop = stop if stop is not None else StopRequested()
         self.progress = Progress()
+        self.ignored_flags: list[str] = []
         self.dev_ppl: float | None = None  # of the most recent evaluation
         self._session_start = time.perf_counter()
         self._elapsed_before = 0.0
@@ -297,6 +298,8 @@ class Trainer:
 
         ckpt = ck.load_checkpoint(resume) if resume else None
         if ckpt is not None:
+            ck.check_resumable(ckpt)
+            self.ignored_flags = _ignored_on_resume(cfg)
             cfg = TrainConfig.from_dict({**ckpt.meta["train"], **_overrides(cfg)})
         cfg.validate()
         self.cfg = cfg
@@ -308,7 +311,7 @@ class Trainer:
 
         self.corpus = load_corpus(cfg.corpus, script=cfg.script, forms=cfg.forms)
         if ckpt is not None:
-            _check_same_corpus(ckpt, self.corpus)
+            _check_same_corpus(ckpt, self.corpus, cfg.min_freq)
         self.vocab = ckpt.vocab if ckpt else self.corpus.build_vocab(min_freq=cfg.min_freq)
         self.train_ids = [self.vocab.encode(p) for p in self.corpus.splits["train"]]
         self.rare = _rare_tokens(self.train_ids, len(self.vocab)).to(self.device)
@@ -438,7 +441,7 @@ class Trainer:
         """Keep the newest `keep` checkpoints and the best; delete the others (only after a save)."""
         if self.cfg.keep <= 0:
             return
-        files = sorted(self.run_dir.glob(f"rnn_*{ck.EXT}"), key=lambda f: f.stat().st_mtime_ns)
+        files = sorted(self.run_dir.glob(f"rnn_*{ck.EXT}"), key=_position_in_name)
         protected = {self.progress.best_path} | {f.name for f in files[-self.cfg.keep :]}
         for f in files:
             if f.name not in protected:
@@ -626,6 +629,15 @@ class Trainer:
         return c.patience > 0 and p.bad_evals >= c.patience
 
 
+def _position_in_name(path: Path) -> tuple[int, int]:
+    """(epoch, batch) from rnn_<epoch>_<batch>_<ppl>_<opt>: retention orders by training progress."""
+    try:
+        epoch, batch = path.name.split("_")[1:3]
+        return int(epoch), int(batch)
+    except ValueError:
+        return (-1, -1)
+
+
 def _rare_tokens(encoded: list[list[int]], vocab_size: int) -> torch.Tensor:
     """Boolean [V]: characters that occur exactly once in the train split."""
     counts = torch.bincount(
@@ -643,30 +655,38 @@ def _python_rng_from_json(state) -> tuple:
     return (version, tuple(internal), gauss)
 
 
+def _ignored_on_resume(cfg: TrainConfig) -> list[str]:
+    """Flags given with --resume that the checkpoint's own configuration overrides (to warn about)."""
+    return sorted(set(getattr(cfg, "_explicit", set())) - RESUME_OVERRIDABLE)
+
+
 def _overrides(cfg: TrainConfig) -> dict:
-    """On resume the checkpoint's configuration wins, except for these schedule settings given anew."""
+    """On resume the checkpoint's configuration wins, except for the schedule settings given anew."""
     explicit = getattr(cfg, "_explicit", set())
-    allowed = {
-        "epochs",
-        "max_minutes",
-        "max_steps",
-        "patience",
-        "eval_every",
-        "save_every",
-        "keep",
-        "device",
-        "sample_on_eval",
-    }
-    return {k: getattr(cfg, k) for k in explicit & allowed}
+    return {k: getattr(cfg, k) for k in explicit & RESUME_OVERRIDABLE}
 
 
-def _check_same_corpus(ckpt: ck.Checkpoint, corpus) -> None:
+RESUME_OVERRIDABLE = {
+    "epochs",
+    "max_minutes",
+    "max_steps",
+    "patience",
+    "eval_every",
+    "save_every",
+    "keep",
+    "device",
+    "sample_on_eval",
+}
+
+
+def _check_same_corpus(ckpt: ck.Checkpoint, corpus, min_freq: int) -> None:
     was = ckpt.meta["corpus"]
     if was.get("fingerprint") != corpus.fingerprint:
+        now = len(corpus.build_vocab(min_freq=min_freq))
         raise CheckpointError(
-            f"the corpus changed since {ckpt.path.name} was saved "
-            f"(fingerprint {str(was.get('fingerprint'))[:12]} -> {corpus.fingerprint[:12]}); "
-            "resume needs the same corpus"
+            f"the corpus changed since {ckpt.path.name} was saved (fingerprint "
+            f"{str(was.get('fingerprint'))[:12]} -> {corpus.fingerprint[:12]}; trained with "
+            f"|V|={len(ckpt.vocab)}, this corpus has {now}); resume needs the same corpus"
         )
 
 
