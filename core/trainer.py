@@ -150,8 +150,8 @@ def validate_fields(d: dict) -> dict[str, str]:
     )
     need(
         "lr_factor",
-        isinstance(d.get("lr_factor"), int | float) and 0 < d.get("lr_factor", 0.5) <= 1,
-        "must be in (0, 1]",
+        isinstance(d.get("lr_factor"), int | float) and 0 < d.get("lr_factor", 0.5) < 1,
+        "must be in (0, 1) (a constant LR: a large --lr-patience)",
     )
     need("optimizer", d.get("optimizer") in OPTIMIZERS, f"choose one of {', '.join(OPTIMIZERS)}")
     need("seq_mode", d.get("seq_mode") in ("poem", "stream"), "choose poem or stream")
