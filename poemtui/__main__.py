@@ -8,13 +8,25 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="poemtui", description="Train, watch and write with a Tang-poetry LSTM.")
-    parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"),
-                        help="folder of training runs (default: ./checkpoints)")
+    parser = argparse.ArgumentParser(
+        prog="poemtui", description="Train, watch and write with a Tang-poetry LSTM."
+    )
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=Path("checkpoints"),
+        help="folder of training runs (default: ./checkpoints)",
+    )
+    parser.add_argument("--no-welcome", action="store_true", help="skip the first-run welcome dialog")
     args = parser.parse_args(argv)
+    if args.checkpoints.exists() and not args.checkpoints.is_dir():
+        parser.error(f"--checkpoints {args.checkpoints}: not a folder")
+    if sys.stderr.isatty():
+        sys.stderr.write("poemtui: loading torch…\r")
+        sys.stderr.flush()
     from poemtui.app import PoemApp
 
-    PoemApp(checkpoints_dir=args.checkpoints).run()
+    PoemApp(checkpoints_dir=args.checkpoints, welcome=not args.no_welcome).run()
     return 0
 
 

@@ -1,22 +1,273 @@
-"""The workbench application."""
+"""The workbench application: four screens (modes) over one training child process that the app owns.
+
+    Train (ctrl+t)  ->  Live (ctrl+l)  ->  Checkpoints (ctrl+o)  ->  Generate (ctrl+g)
+
+The app holds the state that outlives a screen: the training job and its RunState, and which checkpoint
+Generate writes with. Screens read that state when shown and are told when it changes; none of them
+computes anything: training is `python -m core.train` in a child process, sampling is core.sample.
+"""
 
 from __future__ import annotations
 
+import functools
+import gc
+import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import ClassVar
 
-from textual.app import App, ComposeResult
-from textual.widgets import Footer, Header, Static
+import torch
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from core.trainer import TrainConfig, default_run_name
+from poemtui.catalog import CheckpointEntry
+from poemtui.messages import TrainingChanged
+from poemtui.screens.checkpoints import CheckpointsScreen
+from poemtui.screens.confirm import ConfirmScreen
+from poemtui.screens.generate import GenerateScreen
+from poemtui.screens.train_form import TrainFormScreen
+from poemtui.screens.train_live import LiveScreen
+from poemtui.screens.welcome import WelcomeScreen
+from poemtui.train_options import preset_values, train_options
+from poemtui.training import DONE_TEXT, RunState, TrainingJob, train_command
 
 
 class PoemApp(App):
+    CSS_PATH = "app.tcss"
     TITLE = "poemtui"
     SUB_TITLE = "a Tang-poetry LSTM workbench"
+    MODES: ClassVar[dict[str, type[Screen]]] = {
+        "train": TrainFormScreen,
+        "live": LiveScreen,
+        "checkpoints": CheckpointsScreen,
+        "generate": GenerateScreen,
+    }
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False),
+        Binding("ctrl+t,f2", "switch_mode('train')", "Train", id="app.train"),
+        Binding("ctrl+l,f3", "switch_mode('live')", "Live", id="app.live"),
+        Binding("ctrl+o,f4", "switch_mode('checkpoints')", "Checkpoints", id="app.checkpoints"),
+        Binding("ctrl+g,f5", "switch_mode('generate')", "Generate", id="app.generate"),
+    ]
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
+        (0, "-narrow"),
+        (76, "-normal"),
+        (150, "-wide"),
+    ]
 
-    def __init__(self, checkpoints_dir: Path = Path("checkpoints")):
+    def __init__(
+        self, checkpoints_dir: Path = Path("checkpoints"), python: str = sys.executable, welcome: bool = True
+    ):
+        freeze_imported_objects()
         super().__init__()
-        self.checkpoints_dir = checkpoints_dir
+        self.checkpoints_dir = Path(checkpoints_dir)
+        self.python = python
+        self.welcome = welcome
+        self.run_state: RunState | None = None
+        self.job: TrainingJob | None = None
+        self.generate_path: Path | None = None
+        self.resume_request: CheckpointEntry | None = None
+        self.cuda_available = torch.cuda.is_available()
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static("poemtui — the screens arrive with the training and generation engine.", id="welcome")
-        yield Footer()
+    # --- start-up ---------------------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        if has_checkpoints(self.checkpoints_dir):
+            self.switch_mode("checkpoints")
+            return
+        self.switch_mode("train")
+        if self.welcome:
+            self.push_screen(WelcomeScreen(self.checkpoints_dir), self._welcome_answer)
+
+    def _welcome_answer(self, choice: str | None) -> None:
+        if choice == "quick":
+            self.start_quick()
+
+    # --- training ---------------------------------------------------------------------------------------
+
+    @property
+    def training_live(self) -> bool:
+        return (self.job is not None and self.job.alive) or bool(self.run_state and self.run_state.live)
+
+    def start_quick(self) -> None:
+        """The first-run offer: the quick preset, as the form would start it."""
+        values = preset_values("quick")
+        self.start_training(train_options(values), run_name="")
+
+    def start_training(
+        self, options: dict[str, object], *, run_name: str = "", resume: Path | None = None
+    ) -> bool:
+        """Launch `python -m core.train` for these options; refused while another run is live."""
+        if self.training_live:
+            self.notify(
+                "stop the current run first (ctrl+l, then s)",
+                title="A run is in progress",
+                severity="warning",
+            )
+            return False
+        run_dir = resume.parent if resume is not None else self.new_run_dir(run_name, options)
+        self.run_state = RunState(run_dir=run_dir, resume=resume)
+        command = train_command(self.python, run_dir, options, resume=resume)
+        self.run_state.args = command
+        self.job = TrainingJob(self.run_state, command, on_change=self._training_event)
+        self._run_job(self.job)
+        self.switch_mode("live")
+        return True
+
+    @work(group="training", exit_on_error=False)
+    async def _run_job(self, job: TrainingJob) -> None:
+        await job.run()
+
+    def new_run_dir(self, name: str, options: dict[str, object]) -> Path:
+        base = name or default_run_name(TrainConfig.from_dict(options))
+        path, n = self.checkpoints_dir / base, 2
+        while path.exists() and not name:
+            path, n = self.checkpoints_dir / f"{base}-{n}", n + 1
+        return path
+
+    def stop_training(self) -> None:
+        if self.job is not None:
+            self.job.stop()
+
+    def _training_event(self, kind: str) -> None:
+        self.post_message(TrainingChanged(kind))
+
+    def on_training_changed(self, message: TrainingChanged) -> None:
+        for screen in self.screen_stack:
+            notify = getattr(screen, "training_changed", None)
+            if notify is not None:
+                notify(message.kind)
+        if message.kind == "exit" and self.run_state is not None:
+            self._announce_end(self.run_state)
+
+    def _announce_end(self, s: RunState) -> None:
+        if s.status == "failed":
+            self.notify(s.failure or "failed", title="Training failed", severity="error", timeout=10)
+        else:
+            best = f"best dev perplexity {s.best_dev_ppl:.2f}" if s.best_dev_ppl else ""
+            self.notify(best, title=f"Training {DONE_TEXT.get(s.status, s.status).split(':')[0]}", timeout=8)
+
+    # --- navigation between screens ---------------------------------------------------------------------
+
+    def open_generate(self, path: Path) -> None:
+        self.generate_path = Path(path)
+        self.switch_mode("generate")
+
+    def open_resume(self, entry: CheckpointEntry) -> None:
+        if self.training_live:
+            self.notify("stop the current run first", title="A run is in progress", severity="warning")
+            return
+        self.resume_request = entry  # the form takes it when shown (it may not exist yet)
+        self.switch_mode("train")
+        if isinstance(self.screen, TrainFormScreen) and self.screen.is_mounted:
+            self.screen.take_resume_request()
+
+    def forget_checkpoint(self, path: Path) -> None:
+        if self.generate_path is not None and self.generate_path == path:
+            self.generate_path = None
+
+    # --- keys and command palette ---------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # The key to the screen already shown would do nothing: keep it out of the footer.
+        return not (action == "switch_mode" and parameters and parameters[0] == self.current_mode)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand(
+            "Train: configure a run", "The training form (ctrl+t)", lambda: self.switch_mode("train")
+        )
+        yield SystemCommand(
+            "Train: quick start", "Train the quick preset now (a few minutes on a CPU)", self.start_quick
+        )
+        yield SystemCommand(
+            "Train: watch the run",
+            "Live numbers, curves and samples (ctrl+l)",
+            lambda: self.switch_mode("live"),
+        )
+        if self.training_live:
+            yield SystemCommand("Train: stop the run", "Save a checkpoint and stop", self.confirm_stop)
+        yield SystemCommand(
+            "Checkpoints: browse",
+            "Every run and checkpoint (ctrl+o)",
+            lambda: self.switch_mode("checkpoints"),
+        )
+        yield SystemCommand(
+            "Generate: write poems",
+            "With the chosen checkpoint (ctrl+g)",
+            lambda: self.switch_mode("generate"),
+        )
+        yield from super().get_system_commands(screen)
+
+    def confirm_stop(self) -> None:
+        """Stop the run, if the user says so: the trainer finishes its batch and saves a checkpoint first."""
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.stop_training()
+
+        self.push_screen(
+            ConfirmScreen(
+                "Stop training?",
+                "The trainer finishes its batch, saves a checkpoint of the current state "
+                "(you can resume it later) and stops.",
+                yes="Stop",
+                no="Keep training",
+            ),
+            answer,
+        )
+
+    # --- quitting ---------------------------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        if not (self.job is not None and self.job.alive):
+            self.exit()
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._stop_and_exit()
+
+        self.push_screen(
+            ConfirmScreen(
+                "Training is running",
+                "Quitting stops it: the trainer saves a checkpoint "
+                "first (a few seconds), then the app closes.",
+                yes="Stop and quit",
+                no="Keep training",
+            ),
+            answer,
+        )
+
+    @work(group="quit", exit_on_error=False)
+    async def _stop_and_exit(self) -> None:
+        self.notify("saving a checkpoint, then quitting…", title="Stopping")
+        if self.job is not None:
+            await self.job.shutdown()
+        self.exit()
+
+    async def on_unmount(self) -> None:
+        if self.job is not None and self.job.alive:
+            await self.job.shutdown(grace_s=15)
+
+
+@functools.cache
+def freeze_imported_objects() -> None:
+    """torch and the engine bring ~200k long-lived objects; a full garbage collection over them takes hundreds
+    of milliseconds and would now and then freeze the UI. Once per process, move them out of the collector."""
+    gc.freeze()
+
+
+def has_checkpoints(root: Path) -> bool:
+    """Is there any checkpoint file at all (readable or not)? Cheap: no file is opened."""
+    from poemtui.catalog import CHECKPOINT_SUFFIXES
+
+    if not root.is_dir():
+        return False
+    for pattern in ("*", "*/*"):
+        for path in root.glob(pattern):
+            if path.suffix in CHECKPOINT_SUFFIXES and not path.name.startswith(".tmp-"):
+                return True
+    return False

@@ -1,0 +1,249 @@
+"""The checkpoints folder as the browser shows it: one entry per checkpoint, readable or not (and why not).
+
+Only headers are read (`core.checkpoint.read_meta`), so hundreds of files list quickly. `best` and `last`
+are hard links (or copies) of a `rnn_*` file of the same run: they become tags of that file's entry instead
+of rows of their own. Files whose names start with `.tmp-` are writes in progress and are never listed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.checkpoint import EXT, TMP_PREFIX, read_meta
+
+# Other extensions a user may drop in the folder: listed (as unreadable, with the reason) rather than hidden.
+CHECKPOINT_SUFFIXES = (EXT, ".pt", ".pth", ".ckpt", ".bin", ".pkl")
+POINTER_NAMES = ("best", "last")
+
+
+@dataclass
+class CheckpointEntry:
+    path: Path
+    run: str
+    size: int
+    mtime: float
+    meta: dict | None = None
+    error: str | None = None
+    tags: list[str] = field(default_factory=list)  # "best", "last" when those names point here
+
+    @property
+    def readable(self) -> bool:
+        return self.meta is not None
+
+    def section(self, key: str) -> dict:
+        value = (self.meta or {}).get(key)
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def progress(self) -> dict:
+        return self.section("progress")
+
+    @property
+    def train(self) -> dict:
+        return self.section("train")
+
+    @property
+    def model(self) -> dict:
+        return self.section("model")
+
+    @property
+    def epoch(self) -> int | None:
+        """1-based epoch of the file's name (`rnn_<epoch>_<batch>_...`), else of its progress."""
+        parts = _name_parts(self.path.name)
+        if parts:
+            return parts[0]
+        p = self.progress
+        return p.get("epoch") if isinstance(p.get("epoch"), int) else None
+
+    @property
+    def batch(self) -> int | None:
+        parts = _name_parts(self.path.name)
+        if parts:
+            return parts[1]
+        p = self.progress
+        return p.get("batch") if isinstance(p.get("batch"), int) else None
+
+    @property
+    def dev_ppl(self) -> float | None:
+        value = self.progress.get("dev_ppl")
+        return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+    @property
+    def optimizer(self) -> str:
+        return str(self.section("optimizer").get("name") or self.train.get("optimizer") or "?")
+
+    @property
+    def corpus(self) -> str:
+        name = str(self.section("corpus").get("name") or "?")
+        return Path(name).name if os.sep in name else name
+
+    @property
+    def vocab_size(self) -> int | None:
+        value = self.model.get("vocab_size")
+        return value if isinstance(value, int) else None
+
+    @property
+    def label(self) -> str:
+        return f"{self.run}/{self.path.name}" if self.run else self.path.name
+
+    def sort_key_ppl(self) -> tuple:
+        return (not self.readable, self.dev_ppl is None, self.dev_ppl or 0.0, -self.mtime)
+
+
+def _name_parts(name: str) -> tuple[int, int] | None:
+    parts = name.split("_")
+    if len(parts) >= 5 and parts[0] == "rnn" and parts[1].isdigit() and parts[2].isdigit():
+        return int(parts[1]), int(parts[2])
+    return None
+
+
+def _is_candidate(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(TMP_PREFIX) and path.suffix in CHECKPOINT_SUFFIXES
+
+
+def read_entry(path: Path, run: str) -> CheckpointEntry:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return CheckpointEntry(path, run, 0, 0.0, error=f"cannot read: {exc.strerror or exc}")
+    entry = CheckpointEntry(path, run, st.st_size, st.st_mtime)
+    if path.suffix != EXT:
+        entry.error = (
+            f"not a poemtui checkpoint (poemtui writes {EXT} files; {path.suffix} files are never loaded)"
+        )
+        return entry
+    try:
+        entry.meta = read_meta(path)
+        entry.error = _truncation(path, st.st_size)
+    except Exception as exc:  # CheckpointError, and anything a hostile header might still provoke
+        entry.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if entry.error:
+        entry.meta = None
+    return entry
+
+
+def _truncation(path: Path, size: int) -> str | None:
+    """read_meta reads only the header: a file cut short after it is caught here (without reading weights)."""
+    with open(path, "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(n))
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    expected = 8 + n + max(ends, default=0)
+    if size < expected:
+        return f"{path.name} is truncated ({size} bytes; its header describes {expected})"
+    return None
+
+
+def _fold_pointers(entries: list[CheckpointEntry]) -> list[CheckpointEntry]:
+    """Turn best/last into tags of the file they point to (same inode, or same step for copies)."""
+    files = {e.path.stem: e for e in entries}
+    kept = [e for e in entries if e.path.stem not in POINTER_NAMES]
+    for name in POINTER_NAMES:
+        pointer = files.get(name)
+        if pointer is None:
+            continue
+        target = next((e for e in kept if _same_file(e, pointer)), None)
+        if target is None:
+            pointer.tags.append(name)
+            kept.append(pointer)
+        else:
+            target.tags.append(name)
+    return kept
+
+
+def _same_file(a: CheckpointEntry, b: CheckpointEntry) -> bool:
+    try:
+        if os.path.samefile(a.path, b.path):
+            return True
+    except OSError:
+        return False
+    if not (a.readable and b.readable) or a.size != b.size:
+        return False
+    pa, pb = a.progress, b.progress
+    return (pa.get("step"), pa.get("epoch"), pa.get("batch")) == (
+        pb.get("step"),
+        pb.get("epoch"),
+        pb.get("batch"),
+    )
+
+
+def scan(root: Path) -> list[CheckpointEntry]:
+    """Every checkpoint under root: files in root itself and in each run folder (one level down)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    entries: list[CheckpointEntry] = []
+    for path in sorted(p for p in root.iterdir() if _is_candidate(p)):
+        entries.append(read_entry(path, ""))
+    for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            files = sorted(p for p in run_dir.iterdir() if _is_candidate(p))
+        except OSError:
+            continue
+        entries.extend(_fold_pointers([read_entry(p, run_dir.name) for p in files]))
+    return entries
+
+
+def sort_entries(entries: list[CheckpointEntry], by: str) -> list[CheckpointEntry]:
+    if by == "date":
+        return sorted(entries, key=lambda e: (-e.mtime, e.label))
+    return sorted(entries, key=lambda e: (*e.sort_key_ppl(), e.label))
+
+
+def best_entry(entries: list[CheckpointEntry]) -> CheckpointEntry | None:
+    """The readable checkpoint with the lowest dev perplexity (a sensible one to write poems with)."""
+    good = [e for e in entries if e.readable and e.dev_ppl is not None]
+    return min(good, key=lambda e: (e.dev_ppl, -e.mtime)) if good else None
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The run's events from metrics.jsonl; broken lines (a run killed mid-write) are skipped."""
+    events: list[dict] = []
+    try:
+        with open(Path(run_dir) / "metrics.jsonl", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(event, dict):
+                    events.append(event)
+    except OSError:
+        return []
+    return events
+
+
+def delete_entry(entry: CheckpointEntry) -> list[Path]:
+    """Delete the file and the best/last names that point to it; returns what was removed."""
+    pointers = [entry.path.with_name(f"{tag}{EXT}") for tag in entry.tags]
+    targets = [entry.path] + [
+        p for p in pointers if p != entry.path and p.exists() and _links_to(p, entry.path)
+    ]
+    for path in targets:
+        path.unlink(missing_ok=True)
+    return targets
+
+
+def _links_to(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b) or a.stat().st_size == b.stat().st_size
+    except OSError:
+        return False
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" or n >= 100 else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def human_date(ts: float) -> str:
+    return time.strftime("%y-%m-%d %H:%M", time.localtime(ts)) if ts else "?"

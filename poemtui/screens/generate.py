@@ -1,0 +1,380 @@
+"""Generate: type seed characters, press Enter, watch poems being sampled; keep and save them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Label, Select, Static
+from textual.worker import get_current_worker
+
+from core.errors import PoemError
+from core.sample import Sampler, SampleSettings
+from poemtui import catalog
+from poemtui.messages import PoemsGrew
+from poemtui.screens.save_poems import SavePoemsScreen
+from poemtui.widgets.form_field import FormField
+from poemtui.widgets.poem_block import PoemBlock
+
+DEFAULTS = SampleSettings()
+# (name, label, choices, initial text). A 格律 (tone and rhyme) option is expected here later: this grid has
+# room for it, and `settings()` passes every field it knows to SampleSettings.
+OPTIONS = (
+    ("temperature", "Temp.", (), f"{DEFAULTS.temperature:g}"),
+    ("top_k", "Top-k", (), str(DEFAULTS.top_k)),
+    ("top_p", "Top-p", (), f"{DEFAULTS.top_p:g}"),
+    ("form", "Form", ("auto", "5", "7", "free"), DEFAULTS.form),
+    ("lines", "Lines", ("4", "8"), "4"),
+    ("acrostic", "Acrostic", (), ""),
+    ("num", "Poems", (), str(DEFAULTS.num)),
+    ("seed", "RNG seed", (), ""),
+    ("unk", "Unknown", ("refuse", "skip"), "refuse"),
+)
+HELP = {
+    "temperature": "softmax(logits / τ): low is safe and repetitive, high is daring (0: greedy)",
+    "top_k": "sample among the k likeliest characters only (0: off)",
+    "top_p": "sample among the likeliest characters that make up this much probability (1: off)",
+    "form": "auto: the model picks 5 or 7 characters a line; 5 / 7: 绝句 or 律诗; free: its own lines",
+    "lines": "with form 5 or 7: 4 lines (绝句) or 8 (律诗)",
+    "acrostic": "藏头诗: line k starts with the k-th character typed here",
+    "num": "how many poems to write at once",
+    "seed": "a number makes the poems repeatable; blank: different every time",
+    "unk": "seed or acrostic characters the model never saw: refuse them, or skip them with a warning",
+}
+CHECK_AFTER_S = 0.15  # typing pause after which the seed is checked against the model's vocabulary
+NO_CHECKPOINT = """\
+[b]No checkpoint to write with yet.[/b]
+
+A model has to learn before it can write. Press [b]ctrl+t[/b] to train one (the [i]quick[/i] preset takes
+a few minutes on a CPU), or pick an existing checkpoint in the browser with [b]ctrl+o[/b]."""
+
+
+class SamplingCancelled(Exception):
+    """Raised inside the sampling thread when a newer request replaced it."""
+
+
+class GenerateScreen(Screen):
+    CSS_PATH = "generate.tcss"
+    TITLE = "Generate"
+    SUB_TITLE = "write poems"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "save", "Save poems", id="generate.save"),
+        Binding("ctrl+n", "clear", "Clear", id="generate.clear"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sampler: Sampler | None = None
+        self.checkpoint: Path | None = None
+        self.checkpoint_label = ""
+        self.load_error: str | None = None
+        self.loading = False
+        self.problem: str | None = None
+        self._check_timer = None
+        self.generation = 0
+        self.blocks: dict[int, PoemBlock] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="model")
+        yield Static(NO_CHECKPOINT, id="no-checkpoint")
+        with Horizontal(id="seed-row"):
+            yield Label("Seed", id="seed-label")
+            yield Input(
+                placeholder="first characters, e.g. 白日 (or none) — enter writes a poem", id="seed-input"
+            )
+        yield Static("", id="seed-error")
+        with Grid(id="options"):
+            for name, label, choices, value in OPTIONS:
+                yield FormField(
+                    name,
+                    label,
+                    value=value,
+                    choices=choices,
+                    help_text=HELP[name],
+                    placeholder="random" if name == "seed" else "",
+                )
+        yield Static("", id="option-help")
+        with VerticalScroll(id="poems"):
+            yield Static(
+                "[dim]Poems you write appear here, newest first. ctrl+s saves them to a text file.[/dim]",
+                id="poems-empty",
+            )
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#no-checkpoint").display = False
+        self.query_one("#field-lines", Select).disabled = True
+        self.sync_checkpoint()
+
+    def on_screen_resume(self) -> None:
+        self.sync_checkpoint()
+
+    # --- which checkpoint ----------------------------------------------------------------------------------
+
+    def sync_checkpoint(self) -> None:
+        """Load the checkpoint the app asks for (or the best one there is), unless it is loaded already."""
+        wanted = self.app.generate_path
+        if wanted is not None and wanted == self.checkpoint and (self.sampler or self.loading):
+            return
+        if wanted is None and (self.sampler is not None or self.loading):
+            return
+        self.load(wanted)
+
+    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
+    def load(self, path: Path | None) -> None:
+        self.app.call_from_thread(self._loading, path)
+        if path is None:
+            best = catalog.best_entry(catalog.scan(self.app.checkpoints_dir))
+            if best is None:
+                self.app.call_from_thread(self._loaded, None, None, None)
+                return
+            path = best.path
+            self.app.call_from_thread(self._loading, path)
+        try:
+            sampler = Sampler.from_checkpoint(path)
+        except PoemError as exc:
+            self.app.call_from_thread(self._loaded, path, None, str(exc))
+            return
+        except Exception as exc:  # a file that passed the header checks but is broken further in
+            self.app.call_from_thread(self._loaded, path, None, f"{path.name}: {exc}")
+            return
+        self.app.call_from_thread(self._loaded, path, sampler, None)
+
+    def _loading(self, path: Path | None) -> None:
+        self.loading = True
+        self.checkpoint = path
+        self.query_one("#model", Static).update(Text(f"loading {path or 'the checkpoints'}…", style="dim"))
+
+    def _loaded(self, path: Path | None, sampler: Sampler | None, error: str | None) -> None:
+        if path != self.checkpoint:
+            return  # a newer request replaced this one while it loaded
+        self.loading = False
+        self.checkpoint, self.sampler, self.load_error = path, sampler, error
+        self.checkpoint_label = _label(path, self.app.checkpoints_dir) if path else ""
+        model = self.query_one("#model", Static)
+        self.query_one("#no-checkpoint").display = path is None
+        for widget in self.query("#seed-row, #options, #option-help, #poems"):
+            widget.display = path is not None
+        if path is None:
+            model.update("")
+            return
+        if sampler is None:
+            model.update(
+                Text.assemble(
+                    ("cannot write with ", "bold red"),
+                    (self.checkpoint_label, "bold red"),
+                    (f": {error}\n", "red"),
+                    ("pick another checkpoint with ctrl+o", "dim"),
+                )
+            )
+            model.set_class(True, "-error")
+        else:
+            model.set_class(False, "-error")
+            model.update(
+                Text.assemble(
+                    ("writing with ", "dim"),
+                    (self.checkpoint_label, "bold"),
+                    (f" · {_describe(path)} · ctrl+o picks another", "dim"),
+                )
+            )
+        self.query_one("#seed-input", Input).focus()
+        self.check_settings()
+
+    # --- settings ---------------------------------------------------------------------------------------
+
+    def fields(self) -> dict[str, FormField]:
+        return {f.field_name: f for f in self.query(FormField)}
+
+    def settings(self) -> tuple[SampleSettings | None, dict[str, str]]:
+        """The typed options as SampleSettings, or the problems of the fields that do not parse."""
+        raw = {name: field.text.strip() for name, field in self.fields().items()}
+        problems: dict[str, str] = {}
+        values: dict[str, object] = {}
+        for name, kind in (("temperature", float), ("top_p", float), ("top_k", int), ("num", int)):
+            try:
+                values[name] = kind(raw[name])
+            except ValueError:
+                problems[name] = "a whole number" if kind is int else "a number"
+        if raw["seed"]:
+            try:
+                values["seed"] = int(raw["seed"])
+            except ValueError:
+                problems["seed"] = "a whole number, or blank"
+        if problems:
+            return None, problems
+        form = raw["form"]
+        lines = int(raw["lines"]) if form in ("5", "7") else None
+        start = self.query_one("#seed-input", Input).value
+        unk = "skip" if raw["unk"] == "skip" else "error"
+        settings = replace(
+            DEFAULTS, start=start, form=form, lines=lines, acrostic=raw["acrostic"], unk=unk, **values
+        )
+        return settings, {}
+
+    def check_settings(self) -> SampleSettings | None:
+        """Check as typed: problems appear under their field, and the sampler's verdict under the seed."""
+        settings, problems = self.settings()
+        for name, field in self.fields().items():
+            field.set_error(problems.get(name))
+        self.problem = next((f"{name}: {message}" for name, message in problems.items()), None)
+        error = self.query_one("#seed-error", Static)
+        if settings is None or self.sampler is None:
+            error.update("")
+            error.remove_class("-shown")
+            return None
+        try:
+            _, warnings = self.sampler.check(settings)
+        except PoemError as exc:
+            # The engine words this for the command line; here the option is called "Unknown".
+            message = str(exc).replace("--unk skip", "Unknown: skip")
+            error.update(Text(f"↳ {message}", style="red"))
+            error.add_class("-shown")
+            self.problem = message
+            return None
+        error.update(Text("↳ " + "; ".join(warnings), style="yellow") if warnings else "")
+        error.set_class(bool(warnings), "-shown")
+        return settings
+
+    def check_soon(self) -> None:
+        """Field errors at once; the sampler's verdict (tens of ms with a variant hint) once typing pauses."""
+        _, problems = self.settings()
+        for name, field in self.fields().items():
+            field.set_error(problems.get(name))
+        if self._check_timer is not None:
+            self._check_timer.stop()
+        self._check_timer = self.set_timer(CHECK_AFTER_S, self.check_settings)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.check_soon()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "field-form":
+            self.query_one("#field-lines", Select).disabled = str(event.value) not in ("5", "7")
+        self.check_soon()
+
+    def on_descendant_focus(self, event) -> None:
+        name = (event.widget.id or "").removeprefix("field-")
+        self.query_one("#option-help", Static).update(HELP.get(name, ""))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.write()
+
+    # --- writing ----------------------------------------------------------------------------------------
+
+    def write(self) -> None:
+        if self.sampler is None:
+            self.notify(
+                self.load_error or "no checkpoint loaded yet", title="Cannot write", severity="warning"
+            )
+            return
+        settings = self.check_settings()
+        if settings is None:
+            self.notify(self.problem or "check the options", title="Not written", severity="warning")
+            return
+        self.generation += 1
+        block = PoemBlock(self.generation, settings.to_dict(), self.checkpoint_label)
+        self.blocks[self.generation] = block
+        self.query_one("#poems-empty").display = False
+        self.query_one("#poems", VerticalScroll).mount(block, before=0)
+        self.query_one("#poems", VerticalScroll).scroll_home(animate=False)
+        self.sample(self.sampler, settings, self.generation)
+
+    @work(thread=True, exclusive=True, group="sample", exit_on_error=False)
+    def sample(self, sampler: Sampler, settings: SampleSettings, generation: int) -> None:
+        worker = get_current_worker()
+
+        def on_step(texts: list[str]) -> None:
+            if worker.is_cancelled:
+                raise SamplingCancelled
+            self.post_message(PoemsGrew(generation, texts))
+
+        try:
+            poems = sampler.generate(settings, on_step=on_step)
+        except SamplingCancelled:
+            self.app.call_from_thread(self._failed, generation, "stopped: a newer request replaced it")
+            return
+        except PoemError as exc:
+            self.app.call_from_thread(self._failed, generation, str(exc))
+            return
+        self.app.call_from_thread(
+            self._finished, generation, [p.text for p in poems], [p.mean_logprob for p in poems]
+        )
+
+    def on_poems_grew(self, message: PoemsGrew) -> None:
+        block = self.blocks.get(message.generation)
+        if block is not None and not block.done:
+            block.show(message.texts)
+
+    def _finished(self, generation: int, texts: list[str], scores: list[float]) -> None:
+        self.blocks[generation].finish(texts, scores)
+
+    def _failed(self, generation: int, message: str) -> None:
+        self.blocks[generation].fail(message)
+
+    # --- history ----------------------------------------------------------------------------------------
+
+    def history(self) -> list[PoemBlock]:
+        return [b for _, b in sorted(self.blocks.items()) if b.done and b.texts]
+
+    def action_save(self) -> None:
+        blocks = self.history()
+        count = sum(len(b.texts) for b in blocks)
+        if not count:
+            self.notify("write a poem first (type a seed and press enter)", title="Nothing to save")
+            return
+        default = Path.cwd() / time.strftime("poems-%Y%m%d-%H%M%S.txt")
+
+        def save(path: Path | None) -> None:
+            if path is None:
+                return
+            try:
+                path.write_text(poems_file_text(blocks), encoding="utf-8")
+            except OSError as exc:
+                self.notify(f"{path}: {exc.strerror or exc}", title="Not saved", severity="error")
+                return
+            self.notify(str(path), title=f"Saved {count} poem{'s' * (count != 1)}")
+
+        self.app.push_screen(SavePoemsScreen(default, count), save)
+
+    def action_clear(self) -> None:
+        for block in self.blocks.values():
+            block.remove()
+        self.blocks.clear()
+        self.query_one("#poems-empty").display = True
+
+
+def poems_file_text(blocks: list[PoemBlock]) -> str:
+    from poemtui.widgets.poem_block import settings_line
+
+    out = [f"# poems written with poemtui on {time.strftime('%Y-%m-%d %H:%M')}", ""]
+    for block in blocks:
+        out.append(f"# {block.checkpoint} · {settings_line(block.settings)}")
+        for text in block.texts:
+            out.append(text)
+        out.append("")
+    return "\n".join(out)
+
+
+def _label(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _describe(path: Path) -> str:
+    entry = catalog.read_entry(path, path.parent.name)
+    if not entry.readable:
+        return "?"
+    vocab = f"{entry.vocab_size:,} characters" if entry.vocab_size else "? characters"
+    ppl = f" · dev ppl {entry.dev_ppl:.2f}" if entry.dev_ppl is not None else ""
+    return f"{entry.corpus} · {vocab}{ppl}"

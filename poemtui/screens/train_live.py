@@ -1,0 +1,178 @@
+"""Train — live: the run the app owns, drawn from its RunState (leaving this screen leaves the run alone)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Label, ProgressBar, Static
+
+from poemtui.training import RunState
+from poemtui.widgets.format import poem_lines
+from poemtui.widgets.run_chart import RunChart
+from poemtui.widgets.run_stats import RunStats
+
+NO_RUN = """\
+[b]No training run yet.[/b]
+
+Press [b]ctrl+t[/b] to configure one (the [i]quick[/i] preset learns within a few minutes on a CPU),
+or pick a checkpoint with [b]ctrl+o[/b] and resume it with [b]r[/b]."""
+
+STATUS_CLASSES = ("-starting", "-running", "-stopping", "-done", "-failed")
+NUMBERS_EVERY_S = 0.1  # redraw the numbers at most this often (batch events arrive tens of times a second)
+CHART_EVERY_S = 1.0  # and the chart, which costs more to draw, at most this often
+
+
+class LiveScreen(Screen):
+    CSS_PATH = "train_live.tcss"
+    TITLE = "Train"
+    SUB_TITLE = "live"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "stop", "Stop", id="live.stop"),
+        Binding("g", "generate", "Write poems", id="live.generate"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._drawn_version = -1
+        self._last_numbers = 0.0
+        self._last_chart = 0.0
+        self._pending = None
+        self._drawn: dict[str, str] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(NO_RUN, id="no-run")
+        with Vertical(id="run"):
+            yield Static("", id="status")
+            yield RunStats(id="stats")
+            yield ProgressBar(id="progress", show_eta=False)
+            with Horizontal(id="body"):
+                yield RunChart(id="chart")
+                with Vertical(id="side"):
+                    yield Static("sample poem", id="sample-title", classes="section-title")
+                    yield Static("", id="sample")
+                    yield Label("latest checkpoint", classes="section-title")
+                    yield Static("–", id="checkpoint")
+        yield Footer(compact=True)
+
+    @property
+    def state(self) -> RunState | None:
+        return self.app.run_state
+
+    def on_mount(self) -> None:
+        self.redraw(force=True)
+
+    def on_screen_resume(self) -> None:
+        self.redraw(force=True)
+
+    def training_changed(self, kind: str) -> None:
+        """The app says the run changed; batch updates are throttled, everything else is drawn at once."""
+        if kind != "batch":
+            self.redraw(force=kind in ("eval", "done", "exit"))
+            return
+        wait = self._last_numbers + NUMBERS_EVERY_S - time.monotonic()
+        if wait <= 0:
+            self.redraw()
+        elif self._pending is None:
+            self._pending = self.set_timer(wait, self._redraw_pending)
+
+    def _redraw_pending(self) -> None:
+        self._pending = None
+        self.redraw()
+
+    def redraw(self, force: bool = False) -> None:
+        s = self.state
+        self._show_part("#no-run", s is None)
+        self._show_part("#run", s is not None)
+        if s is None or (s.version == self._drawn_version and not force):
+            return
+        self._drawn_version = s.version
+        now = time.monotonic()
+        self._last_numbers = now
+        self._draw_status(s)
+        self.query_one(RunStats).show(s)
+        bar = self.query_one(ProgressBar)
+        self._show_part(
+            "#progress", bool(s.total_steps)
+        )  # no total before the first batch (and no animation)
+        if s.total_steps:
+            bar.update(total=s.total_steps, progress=s.steps_done)
+        if force or now - self._last_chart >= CHART_EVERY_S:
+            self._last_chart = now
+            self.query_one(RunChart).show(s.losses, s.evals)
+        self._draw_sample(s)
+        self._draw_checkpoint(s)
+
+    # Drawing costs time the training could use: each part is only touched when what it shows changed.
+
+    def _show_part(self, selector: str, shown: bool) -> None:
+        widget = self.query_one(selector)
+        if widget.display != shown:
+            widget.display = shown
+
+    def _update(self, selector: str, content: Text | str) -> None:
+        key = content.markup if isinstance(content, Text) else content
+        if self._drawn.get(selector) != key:
+            self._drawn[selector] = key
+            self.query_one(selector, Static).update(content)
+
+    def _draw_status(self, s: RunState) -> None:
+        status = self.query_one("#status", Static)
+        kind = {"starting": "-starting", "running": "-running", "stopping": "-stopping", "failed": "-failed"}
+        css = kind.get(s.status, "-done")
+        if not status.has_class(css):
+            status.remove_class(*STATUS_CLASSES).add_class(css)
+            self.refresh_bindings()  # Stop and Write depend on the status
+        icon = {"-starting": "…", "-running": "●", "-stopping": "■", "-failed": "✖", "-done": "✔"}[css]
+        name = s.run_dir.name + (" (resumed)" if s.resume else "")
+        self._update(
+            "#status", Text.assemble(f"{icon} ", (s.status_line(), "bold"), "   ", ("run ", "dim"), name)
+        )
+
+    def _draw_sample(self, s: RunState) -> None:
+        if s.sample:
+            self._update("#sample-title", f"sample poem · {s.sample_at}")
+            self._update("#sample", Text("\n".join(poem_lines(s.sample))))
+        else:
+            self._update("#sample", "[dim]one appears at every evaluation[/dim]")
+
+    def _draw_checkpoint(self, s: RunState) -> None:
+        c = s.last_checkpoint
+        if c is None:
+            text = Text("none yet: one is saved at each evaluation that improves", style="dim")
+        else:
+            text = Text.assemble(Path(c["path"]).name, ("  best" if c.get("best") else "", "bold"))
+        if s.done and s.done.get("best_path"):
+            text.append_text(Text.assemble(("\nbest: ", "dim"), Path(s.done["best_path"]).name))
+        self._update("#checkpoint", text)
+        if s.latest_path and not self._drawn.get("bindings-ready"):
+            self._drawn["bindings-ready"] = "yes"
+            self.refresh_bindings()
+
+    # --- actions -------------------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        s = self.state
+        if action == "stop":
+            return bool(s and s.status in ("starting", "running"))
+        if action == "generate":
+            return bool(s and s.latest_path)
+        return True
+
+    def action_stop(self) -> None:
+        self.app.confirm_stop()
+
+    def action_generate(self) -> None:
+        s = self.state
+        if s is None:
+            return
+        path = s.latest_path
+        if path:
+            self.app.open_generate(Path(path))

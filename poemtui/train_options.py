@@ -1,0 +1,179 @@
+"""The training form's fields: how each is typed, parsed and checked, and how they become `core.train` flags.
+
+The checks are the engine's own (`core.trainer.validate_fields`), so the form refuses exactly what the
+command line would refuse; this module only adds what a text box needs (is it a number at all?) and the
+checks that depend on this machine (does the corpus file exist, is there a CUDA device).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.trainer import DEFAULT_LR, OPTIMIZERS, PRESETS, TrainConfig, validate_fields
+
+CORPORA = ("tang300", "quantangshi", "file")
+DEVICES = ("auto", "cpu", "cuda")
+FIRST_RUN_PRESET = "quick"
+
+# On resume the checkpoint's configuration wins; core.trainer honours these schedule settings given anew.
+RESUMABLE = ("epochs", "patience", "eval_every", "save_every", "device")
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # TrainConfig's field, or "corpus_file" / "run_name" (the form's own)
+    label: str
+    kind: str  # "int", "float", "choice", "text"
+    choices: tuple[str, ...] = ()
+    optional: bool = False  # blank means "the default" (shown as a placeholder)
+    help: str = ""
+
+
+FIELDS: tuple[Field, ...] = (
+    Field(
+        "corpus",
+        "Corpus",
+        "choice",
+        CORPORA,
+        help="tang300 (唐诗三百首, 320 poems), quantangshi (全唐诗), or a file",
+    ),
+    Field(
+        "corpus_file", "File", "text", help="a UTF-8 text file with one poem a line, or chinese-poetry JSON"
+    ),
+    Field(
+        "seq_mode",
+        "Sequences",
+        "choice",
+        ("poem", "stream"),
+        help="poem: one poem per row (bucketed by length); stream: poems joined, crops of the length below",
+    ),
+    Field("seq_len", "Length", "int", help="crop length in stream mode (characters)"),
+    Field("batch_size", "Batch size", "int", help="poems (or crops) per optimizer step"),
+    Field("embed_size", "Embedding", "int", help="size of each character's embedding vector"),
+    Field("hidden_size", "Hidden", "int", help="LSTM hidden size (the assignment's hs)"),
+    Field("num_layers", "Layers", "int", help="stacked LSTM layers"),
+    Field("dropout", "Dropout", "float", help="dropout probability in [0, 1) while training"),
+    Field(
+        "optimizer", "Optimizer", "choice", OPTIMIZERS, help="the update rule (docs/REPORT.md compares them)"
+    ),
+    Field("lr", "Learn. rate", "float", optional=True, help="learning rate; blank: the optimizer's default"),
+    Field("epochs", "Epochs", "int", help="passes over the training poems"),
+    Field(
+        "patience",
+        "Patience",
+        "int",
+        help="evaluations without a better dev perplexity before stopping (0: never)",
+    ),
+    Field("eval_every", "Eval every", "int", help="evaluate every N batches (0: at the end of each epoch)"),
+    Field(
+        "save_every",
+        "Save every",
+        "int",
+        help="save a checkpoint at every k-th evaluation (a new best always)",
+    ),
+    Field("device", "Device", "choice", DEVICES, help="auto: CUDA when there is one, else the CPU"),
+    Field(
+        "run_name", "Run name", "text", optional=True, help="the run's folder; blank: date-corpus-optimizer"
+    ),
+)
+FIELD_BY_NAME = {f.name: f for f in FIELDS}
+CONFIG_FIELDS = tuple(f.name for f in FIELDS if f.name in TrainConfig.__dataclass_fields__)
+RUN_NAME_OK = re.compile(r"^[\w.\-]+$")
+
+
+def preset_values(name: str) -> dict[str, object]:
+    """The form's values for a preset: TrainConfig's defaults overridden by the preset."""
+    config = {**TrainConfig().to_dict(), **PRESETS[name]}
+    values = {k: config[k] for k in CONFIG_FIELDS}
+    corpus = str(config["corpus"])
+    if corpus not in CORPORA[:2]:
+        values["corpus"], values["corpus_file"] = "file", corpus
+    else:
+        values["corpus_file"] = ""
+    values["run_name"] = ""
+    return values
+
+
+def as_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def lr_placeholder(optimizer: str) -> str:
+    return f"{DEFAULT_LR.get(optimizer, 0):g}"
+
+
+def parse(raw: dict[str, str]) -> tuple[dict[str, object], dict[str, str]]:
+    """Text of each field -> (typed values, field -> problem); a field that does not parse is not checked."""
+    values: dict[str, object] = {}
+    problems: dict[str, str] = {}
+    for name, text in raw.items():
+        spec = FIELD_BY_NAME[name]
+        text = text.strip()
+        if spec.kind in ("int", "float"):
+            if not text:
+                if spec.optional:
+                    values[name] = None
+                else:
+                    problems[name] = "required"
+                continue
+            try:
+                values[name] = int(text) if spec.kind == "int" else float(text)
+            except ValueError:
+                problems[name] = "not a whole number" if spec.kind == "int" else "not a number (e.g. 0.002)"
+        else:
+            values[name] = text
+    return values, problems
+
+
+def check(
+    raw: dict[str, str], *, cuda_available: bool, runs_root: Path | None = None, resume: bool = False
+) -> tuple[dict[str, object], dict[str, str]]:
+    """Parse and check every field as the trainer would; returns (values, field -> one-line problem)."""
+    values, problems = parse(raw)
+    config = {**TrainConfig().to_dict(), **{k: v for k, v in values.items() if k in CONFIG_FIELDS}}
+    if values.get("corpus") == "file":
+        config["corpus"] = str(values.get("corpus_file", ""))
+    for name, message in validate_fields(config).items():
+        if name in FIELD_BY_NAME and name not in problems:
+            problems[name] = message
+    if not resume and values.get("corpus") == "file":
+        problems.update(_check_corpus_file(str(values.get("corpus_file", ""))))
+    device = str(values.get("device", "auto"))
+    if device.startswith("cuda") and not cuda_available and "device" not in problems:
+        problems["device"] = "no CUDA device here (this torch build or machine has none)"
+    name = str(values.get("run_name") or "")
+    if name and not resume:
+        if not RUN_NAME_OK.match(name) or name.startswith("."):
+            problems["run_name"] = "letters, digits, - _ . only"
+        elif runs_root is not None and (runs_root / name).exists():
+            problems["run_name"] = "a run of that name exists"
+    return values, problems
+
+
+def _check_corpus_file(path_text: str) -> dict[str, str]:
+    if not path_text:
+        return {"corpus_file": "type the path of a poem file"}
+    path = Path(path_text).expanduser()
+    if not path.exists():
+        return {"corpus_file": "no such file"}
+    if not path.is_file():
+        return {"corpus_file": "that is a folder, not a file"}
+    return {}
+
+
+def train_options(values: dict[str, object], *, resume: bool = False) -> dict[str, object]:
+    """The `core.train` options (TrainConfig field -> value) for a checked form."""
+    if resume:
+        return {k: values[k] for k in RESUMABLE if k in values}
+    options = {k: values[k] for k in CONFIG_FIELDS if k in values}
+    if values.get("corpus") == "file":
+        options["corpus"] = str(Path(str(values["corpus_file"])).expanduser().resolve())
+    if values.get("seq_mode") != "stream":
+        options.pop("seq_len", None)
+    return options

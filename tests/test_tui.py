@@ -1,0 +1,632 @@
+"""The workbench driven with Textual's Pilot: every screen, the main flows, bad form values, bad checkpoints.
+
+Training is the real `python -m core.train` child process on the real tang300 corpus (a tiny model, so a run
+takes seconds); checkpoints are real files written by the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import pickle
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from rich.text import Text
+from safetensors.torch import save as st_save
+from textual.content import Content
+from textual.widgets import DataTable, Input, Select, Static
+
+from core.corpus.vocab import Vocab
+from core.sample import Sampler
+from poemtui.app import PoemApp
+from poemtui.screens.checkpoints import CheckpointsScreen
+from poemtui.screens.confirm import ConfirmScreen
+from poemtui.screens.generate import GenerateScreen
+from poemtui.screens.save_poems import SavePoemsScreen
+from poemtui.screens.train_form import TrainFormScreen
+from poemtui.screens.train_live import LiveScreen
+from poemtui.screens.welcome import WelcomeScreen
+from poemtui.training import train_command
+from poemtui.widgets.poem_block import PoemBlock
+
+SIZE = (100, 30)
+
+
+def run_async(test):
+    """Run an async test on its own event loop (no pytest asyncio plugin needed)."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+def make_app(root: Path, **kwargs) -> PoemApp:
+    return PoemApp(checkpoints_dir=root, python=sys.executable, **kwargs)
+
+
+async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
+    """Let the app run until `condition()` holds (training and sampling happen outside the test's control)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await pilot.pause(0.1)
+
+
+def text_of(widget) -> str:
+    """What a Static shows, as plain text (markup resolved, rich tables rendered)."""
+    content = widget.content
+    if isinstance(content, str):
+        return Content.from_markup(content).plain
+    if isinstance(content, Text | Content):
+        return content.plain
+    console = Console(width=200, file=io.StringIO(), color_system=None)
+    console.print(content)
+    return console.file.getvalue()
+
+
+def screen_text(app) -> str:
+    return "\n".join(text_of(w) for w in app.screen.query(Static) if w.display)
+
+
+async def type_into(pilot, selector: str, text: str, settle: float = 0.0) -> None:
+    """Replace an input's text as a user (or an IME, or a paste) would, and let the screen react."""
+    widget = pilot.app.screen.query_one(selector, Input)
+    widget.focus()
+    widget.value = ""
+    widget.insert_text_at_cursor(text)
+    await pilot.pause(settle or None)
+
+
+def copy_run(run: Path, root: Path, name: str = "tiny") -> Path:
+    target = root / name
+    shutil.copytree(run, target)
+    return target
+
+
+# --- first run: every screen says what to do ------------------------------------------------------------
+
+
+@run_async
+async def test_first_run_welcomes_and_every_screen_explains_itself(tmp_path):
+    app = make_app(tmp_path / "checkpoints")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, WelcomeScreen)
+        assert str(tmp_path / "checkpoints") in screen_text(app)
+        assert "Quick start" in screen_text(app)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, TrainFormScreen), what="the form")
+        assert app.screen.query_one("#row-preset").text == "quick"
+        assert not app.screen.query_one("#start").disabled
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen))
+        assert "No training run yet" in screen_text(app)
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen))
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "No checkpoints in" in screen_text(app)
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: isinstance(app.screen, GenerateScreen))
+        await wait_for(
+            pilot, lambda: not app.screen.loading and app.screen.query_one("#no-checkpoint").display
+        )
+        assert "No checkpoint to write with yet" in screen_text(app)
+
+
+@run_async
+async def test_command_palette_reaches_the_screens(tmp_path):
+    app = make_app(tmp_path, welcome=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"checkpoints")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, CheckpointsScreen), what="the checkpoints screen"
+        )
+
+
+# --- the training form ----------------------------------------------------------------------------------
+
+
+@run_async
+async def test_form_explains_bad_values_and_refuses_to_start(tmp_path):
+    app = make_app(tmp_path, welcome=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, TrainFormScreen)
+
+        def error(name: str) -> str:
+            return text_of(form.query_one(f"#row-{name} .field-error"))
+
+        await type_into(pilot, "#field-batch_size", "abc")
+        assert "whole number" in error("batch_size")
+        await type_into(pilot, "#field-batch_size", "-3")
+        assert "must be > 0" in error("batch_size")
+        await type_into(pilot, "#field-dropout", "1.5")
+        assert "[0, 1)" in error("dropout")
+        await type_into(pilot, "#field-lr", "0")
+        assert "must be > 0" in error("lr")
+        await type_into(pilot, "#field-epochs", "")
+        assert "required" in error("epochs")
+        form.query_one("#field-corpus", Select).value = "file"
+        await pilot.pause()
+        assert form.query_one("#row-corpus_file").display
+        await type_into(pilot, "#field-corpus_file", str(tmp_path / "missing.txt"))
+        assert "no such file" in error("corpus_file")
+        assert form.query_one("#start").disabled
+        assert "fields to fix" in text_of(form.query_one("#form-status"))
+
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.job is None, "a form with problems must not start training"
+        assert isinstance(app.screen, TrainFormScreen)
+
+        # Fixing every field makes Start available again.
+        await type_into(pilot, "#field-batch_size", "16")
+        await type_into(pilot, "#field-dropout", "0.1")
+        await type_into(pilot, "#field-lr", "")
+        await type_into(pilot, "#field-epochs", "2")
+        form.query_one("#field-corpus", Select).value = "tang300"
+        await pilot.pause()
+        assert form.problems == {}
+        assert not form.query_one("#start").disabled
+        assert form.query_one("#field-lr", Input).placeholder == "default 0.002"  # adam's
+
+
+@run_async
+async def test_preset_fills_the_form(tmp_path):
+    app = make_app(tmp_path, welcome=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        form = app.screen
+        form.query_one("#field-preset", Select).value = "tang300"
+        await pilot.pause()
+        assert form.query_one("#field-hidden_size", Input).value == "256"
+        assert form.query_one("#field-batch_size", Input).value == "30"
+        form.query_one("#field-preset", Select).value = "quantangshi"
+        await pilot.pause()
+        assert form.query_one("#field-corpus", Select).value == "quantangshi"
+        assert form.query_one("#field-num_layers", Input).value == "2"
+
+
+def test_form_options_are_flags_core_train_accepts(tmp_path):
+    """The child's command line parses with core.train's own parser into the form's values."""
+    from core.train import build_parser, config_from_args
+    from poemtui import train_options as opts
+
+    raw = {name: opts.as_text(value) for name, value in opts.preset_values("quick").items()}
+    raw.update(lr="0.003", epochs="4", seq_mode="stream", seq_len="48", optimizer="rmsprop")
+    values, problems = opts.check(raw, cuda_available=False, runs_root=tmp_path)
+    assert problems == {}
+    cmd = train_command(sys.executable, tmp_path / "run", opts.train_options(values))
+    assert cmd[1:3] == ["-m", "core.train"]
+    cfg = config_from_args(build_parser().parse_args(cmd[3:]))
+    assert (cfg.lr, cfg.epochs, cfg.seq_mode, cfg.seq_len, cfg.optimizer) == (
+        0.003,
+        4,
+        "stream",
+        48,
+        "rmsprop",
+    )
+    assert (cfg.hidden_size, cfg.corpus) == (128, "tang300")
+
+
+# --- the main flow: configure -> start -> live -> stop -> browse -> generate -> save --------------------
+
+
+@run_async
+async def test_train_watch_stop_browse_and_write(tmp_path):
+    root = tmp_path / "checkpoints"
+    app = make_app(root, welcome=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        form = app.screen
+        for name, value in (
+            ("embed_size", "16"),
+            ("hidden_size", "16"),
+            ("batch_size", "8"),
+            ("epochs", "40"),
+            ("run_name", "flow"),
+        ):
+            await type_into(pilot, f"#field-{name}", value)
+        assert form.problems == {}
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen), what="the live screen")
+        state = app.run_state
+        assert state is not None and state.run_dir == root / "flow"
+
+        # Live updates arrive and are shown.
+        await wait_for(pilot, lambda: state.step >= 3, timeout=120, what="batch events")
+        await pilot.pause(0.3)
+        stats = text_of(app.screen.query_one("#stats"))
+        assert "epoch 1/40" in stats and "tokens/s" in stats
+        assert "training" in text_of(app.screen.query_one("#status"))
+
+        # Leaving the screen does not stop the run; coming back shows it live.
+        seen = state.step
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen))
+        await wait_for(pilot, lambda: state.step > seen + 1, timeout=60, what="training to continue")
+        assert app.job.alive
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen))
+        assert f"step {state.step:,}" in text_of(app.screen.query_one("#stats"))
+
+        # One run at a time: the form refuses a second start while this one is live.
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: isinstance(app.screen, TrainFormScreen))
+        job = app.job
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.job is job and app.run_state is state
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen))
+
+        # Stop asks first; "no" keeps training.
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen))
+        assert app.job.alive and state.status == "running"
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: state.exit_code is not None, timeout=60, what="the child to stop")
+        assert state.status == "interrupted" and state.exit_code == 130
+        await pilot.pause(0.2)
+        assert "stopped by you" in text_of(app.screen.query_one("#status"))
+        saved = Path(state.done["last_path"])
+        assert saved.exists()
+
+        # The checkpoint appears in the browser.
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen))
+        browser = app.screen
+        await wait_for(pilot, lambda: browser.entries and browser.selected is not None, what="the listing")
+        entry = browser.selected
+        assert entry.run == "flow" and entry.readable and "last" in entry.tags
+        table = browser.query_one(DataTable)
+        assert str(table.get_row_at(table.cursor_row)[0]) == "flow"
+        assert "vocabulary" in text_of(browser.query_one("#detail-info"))
+
+        # Generate from it.
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, GenerateScreen))
+        gen = app.screen
+        await wait_for(pilot, lambda: gen.sampler is not None, timeout=60, what="the sampler to load")
+        assert gen.checkpoint == entry.path
+        await type_into(pilot, "#seed-input", "月")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: gen.blocks and gen.blocks[1].done, timeout=60, what="a poem")
+        poem = gen.blocks[1].texts[0]
+        assert poem.startswith("月") and "，" in poem and poem.endswith("。")
+        assert "mean log-probability" in text_of(gen.blocks[1].query_one(".poem"))
+
+        # Save this session's poems.
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SavePoemsScreen))
+        target = tmp_path / "poems.txt"
+        app.screen.query_one("#path", Input).value = str(target)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: target.exists(), what="the poems file")
+        assert poem in target.read_text(encoding="utf-8").splitlines()
+
+
+@run_async
+async def test_resume_continues_a_run(tmp_path, tiny_run):
+    root = tmp_path / "checkpoints"
+    run = copy_run(tiny_run, root)
+    app = make_app(root)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen))
+        browser = app.screen
+        await wait_for(pilot, lambda: browser.selected is not None, what="the listing")
+        best = browser.selected
+        assert "best" in best.tags
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, TrainFormScreen))
+        form = app.screen
+        assert form.resume_entry == best
+        assert form.query_one("#field-hidden_size", Input).disabled  # the checkpoint's configuration is fixed
+        await type_into(pilot, "#field-epochs", "2")
+        assert "already did 2 epochs" in form.problems["epochs"]
+        await type_into(pilot, "#field-epochs", "3")
+        assert form.problems == {}
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen))
+        state = app.run_state
+        assert state.resume == best.path and state.run_dir == run
+        await wait_for(pilot, lambda: state.exit_code is not None, timeout=180, what="the resumed run to end")
+        assert state.status == "finished", state.failure
+        assert state.epoch == 3 and state.exit_code == 0
+        assert "(resumed)" in text_of(app.screen.query_one("#status"))
+        assert any(p.name.startswith("rnn_3_") for p in run.iterdir())
+
+
+@run_async
+async def test_quit_while_training_asks_then_saves_a_checkpoint(tmp_path):
+    root = tmp_path / "checkpoints"
+    app = make_app(root, welcome=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        for name, value in (
+            ("embed_size", "16"),
+            ("hidden_size", "16"),
+            ("epochs", "40"),
+            ("run_name", "quit"),
+        ):
+            await type_into(pilot, f"#field-{name}", value)
+        await pilot.press("ctrl+s")
+        state = app.run_state
+        await wait_for(pilot, lambda: state.step >= 1, timeout=120, what="batch events")
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.is_running and app.job.alive
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.is_running, timeout=120, what="the app to close")
+    assert state.status == "interrupted" and state.exit_code == 130
+    assert (root / "quit" / "last.safetensors").exists()
+
+
+@run_async
+async def test_failed_run_says_why(tmp_path):
+    bad_corpus = tmp_path / "poems.txt"
+    bad_corpus.write_text("hello\nworld\n", encoding="utf-8")
+    app = make_app(tmp_path / "checkpoints", welcome=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        form = app.screen
+        form.query_one("#field-corpus", Select).value = "file"
+        await pilot.pause()
+        await type_into(pilot, "#field-corpus_file", str(bad_corpus))
+        assert form.problems == {}
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen))
+        state = app.run_state
+        await wait_for(pilot, lambda: state.exit_code is not None, timeout=120, what="the child to fail")
+        assert state.exit_code == 2 and state.status == "failed"
+        await pilot.pause(0.2)
+        status = text_of(app.screen.query_one("#status"))
+        assert status.startswith("✖ failed:") and state.failure in status
+        assert str(bad_corpus.name) in state.failure or "poem" in state.failure
+        # A failed run does not block the next one.
+        assert not app.training_live
+
+
+# --- the checkpoint browser ---------------------------------------------------------------------------------
+
+
+def write_bad_checkpoints(folder: Path, good: Path) -> dict[str, str]:
+    """Files a user might find in the folder; each must be listed as unreadable with this reason."""
+    import torch
+
+    folder.mkdir(parents=True)
+    data = good.read_bytes()
+    (folder / "truncated.safetensors").write_bytes(data[: len(data) // 2])
+    (folder / "empty.safetensors").write_bytes(b"")
+    (folder / "noise.safetensors").write_bytes(bytes(range(256)) * 8)
+    (folder / "foreign.safetensors").write_bytes(st_save({"w": torch.zeros(2)}, metadata={"x": "y"}))
+    (folder / "pickled.pt").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    (folder / ".tmp-123-rnn_1_1_1.00_adam.safetensors").write_bytes(data[:100])  # a write in progress
+    (folder / "notes.txt").write_text("not a checkpoint")
+    return {
+        "truncated.safetensors": "truncated",
+        "empty.safetensors": "empty",
+        "noise.safetensors": "header",
+        "foreign.safetensors": "not a poemtui checkpoint",
+        "pickled.pt": "not a poemtui checkpoint",
+    }
+
+
+@run_async
+async def test_browser_lists_bad_files_as_unreadable_and_never_crashes(tmp_path, tiny_run):
+    root = tmp_path / "checkpoints"
+    copy_run(tiny_run, root)
+    reasons = write_bad_checkpoints(root / "broken", tiny_run / "best.safetensors")
+    app = make_app(root)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen))
+        browser = app.screen
+        await wait_for(pilot, lambda: browser.entries, what="the listing")
+        names = {e.path.name: e for e in browser.entries}
+        assert not any(n.startswith(".tmp-") for n in names) and "notes.txt" not in names
+        for name, reason in reasons.items():
+            assert not names[name].readable and reason in names[name].error, (name, names[name].error)
+        good = [e for e in browser.entries if e.readable]
+        assert good and all(e.run == "tiny" for e in good)
+        assert browser.entries[: len(good)] == good, "sorted by perplexity, unreadable files last"
+        assert "unreadable" in text_of(browser.query_one("#summary"))
+
+        table = browser.query_one(DataTable)
+        table.focus()
+        for _ in range(len(good)):
+            await pilot.press("down")
+        bad = browser.selected
+        assert not bad.readable
+        assert bad.error in text_of(browser.query_one("#detail-info"))
+        row = [str(cell) for cell in table.get_row_at(table.cursor_row)]
+        assert "unreadable" in row and bad.error in row
+        await pilot.press("enter")  # cannot write with it: says so and stays
+        await pilot.press("r")
+        await pilot.pause()
+        assert isinstance(app.screen, CheckpointsScreen)
+
+
+@run_async
+async def test_browser_sorts_deletes_with_confirmation(tmp_path, tiny_run):
+    root = tmp_path / "checkpoints"
+    run = copy_run(tiny_run, root)
+    app = make_app(root)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen))
+        browser = app.screen
+        await wait_for(pilot, lambda: browser.entries, what="the listing")
+        by_ppl = [e.dev_ppl for e in browser.entries]
+        assert by_ppl == sorted(by_ppl)
+        await pilot.press("s")
+        await pilot.pause()
+        assert browser.sort_by == "date"
+        mtimes = [e.mtime for e in browser.entries]
+        assert mtimes == sorted(mtimes, reverse=True)
+
+        browser.query_one(DataTable).focus()
+        victim = browser.selected
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await pilot.pause()
+        assert victim.path.exists()
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not victim.path.exists(), what="the file to go")
+        for tag in victim.tags:
+            assert not (run / f"{tag}.safetensors").exists()
+        await wait_for(pilot, lambda: victim.path not in [e.path for e in browser.entries], what="the table")
+
+
+# --- the generate screen ------------------------------------------------------------------------------------
+
+
+@run_async
+async def test_generate_explains_bad_input_and_writes_the_asked_form(tmp_path, tiny_run):
+    root = tmp_path / "checkpoints"
+    run = copy_run(tiny_run, root)
+    vocab = Sampler.from_checkpoint(run / "best.safetensors").vocab
+    assert isinstance(vocab, Vocab)
+    app = make_app(root)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen))
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: isinstance(app.screen, GenerateScreen))
+        gen = app.screen
+        await wait_for(pilot, lambda: gen.sampler is not None, timeout=60, what="the best checkpoint to load")
+        assert gen.checkpoint.parent == run
+
+        def seed_error() -> str:
+            widget = gen.query_one("#seed-error")
+            return text_of(widget) if widget.has_class("-shown") else ""
+
+        await type_into(pilot, "#seed-input", "龘", settle=0.3)
+        assert "「龘」 is not in this model's vocabulary" in seed_error()
+        assert "Unknown: skip" in seed_error()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert gen.blocks == {}, "an unknown seed character must not start sampling"
+
+        await type_into(pilot, "#seed-input", "風", settle=0.3)  # Traditional: normalised like the corpus
+        assert seed_error() == "" if "风" in vocab.stoi else "vocabulary" in seed_error()
+        await type_into(pilot, "#field-temperature", "hot", settle=0.3)
+        assert "number" in text_of(gen.query_one("#row-temperature .field-error"))
+        await type_into(pilot, "#field-temperature", "0.8", settle=0.3)
+        await type_into(pilot, "#field-top_p", "1.5", settle=0.3)
+        assert "top-p" in seed_error()
+        await type_into(pilot, "#field-top_p", "0.9", settle=0.3)
+
+        start = next(ch for ch in "春山月风花" if ch in vocab.stoi)
+        await type_into(pilot, "#seed-input", start, settle=0.3)
+        gen.query_one("#field-form", Select).value = "5"
+        await type_into(pilot, "#field-num", "2", settle=0.3)
+        await type_into(pilot, "#field-seed", "7", settle=0.3)
+        assert seed_error() == ""
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: 1 in gen.blocks and gen.blocks[1].done, timeout=60, what="poems")
+        poems = gen.blocks[1].texts
+        assert len(poems) == 2
+        for poem in poems:
+            lines = [line for line in poem.replace("。", "，").split("，") if line]
+            assert poem.startswith(start) and len(lines) == 4 and all(len(line) == 5 for line in lines), poem
+        # The same RNG seed writes the same poems; the history keeps both requests, newest first.
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: 2 in gen.blocks and gen.blocks[2].done, timeout=60, what="poems again")
+        assert gen.blocks[2].texts == poems
+        shown = list(gen.query_one("#poems").query(PoemBlock))
+        assert [b.number for b in shown] == [2, 1]
+
+
+@run_async
+async def test_generate_refuses_a_corrupt_checkpoint_inline(tmp_path, tiny_run):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes((tiny_run / "best.safetensors").read_bytes()[:5000])
+    app = make_app(tmp_path / "checkpoints", welcome=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.open_generate(broken)
+        await wait_for(pilot, lambda: isinstance(app.screen, GenerateScreen))
+        gen = app.screen
+        await wait_for(pilot, lambda: gen.load_error is not None, timeout=30, what="the load to fail")
+        assert "truncated" in gen.load_error
+        assert "cannot write with" in text_of(gen.query_one("#model"))
+        await pilot.press("enter")
+        assert gen.blocks == {}
+
+
+# --- responsiveness ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@run_async
+async def test_ui_answers_keys_while_training(tmp_path):
+    """Training at full speed in the child must not stall the UI's event loop (batch events are coalesced)."""
+    import statistics
+
+    from poemtui.train_options import preset_values, train_options
+
+    app = make_app(tmp_path / "checkpoints", welcome=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        for key in ("ctrl+o", "ctrl+g", "ctrl+l"):  # build each screen once: the first visit composes it
+            await pilot.press(key)
+            await pilot.pause(0.3)
+        app.start_training(train_options(preset_values("quick")), run_name="responsive")
+        state = app.run_state
+        await wait_for(pilot, lambda: state.step >= 2, timeout=180, what="training to run")
+
+        # 1. While batch events stream in and the live screen redraws, how late does a 10 ms sleep wake up?
+        lags: list[float] = []
+        steps = state.step
+        deadline = time.perf_counter() + 8
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append(time.perf_counter() - t - 0.01)
+        assert state.step > steps, "training went on meanwhile"
+
+        # 2. Keys still switch screens.
+        switches = []
+        for _ in range(5):
+            for key, screen in (("ctrl+o", CheckpointsScreen), ("ctrl+l", LiveScreen)):
+                t = time.perf_counter()
+                await pilot.press(key)
+                await wait_for(pilot, lambda screen=screen: isinstance(app.screen, screen), timeout=10)
+                switches.append(time.perf_counter() - t)
+                await pilot.pause(0.3)
+        assert app.job.alive and state.status == "running"
+        app.stop_training()
+        await wait_for(pilot, lambda: state.exit_code is not None, timeout=120, what="the child to stop")
+    lags.sort()
+    p95 = lags[int(0.95 * len(lags))]
+    print(
+        f"\nevent-loop lag while training: p95 {p95 * 1000:.1f} ms, max {lags[-1] * 1000:.0f} ms "
+        f"({len(lags)} ticks); key -> screen (Pilot): median {statistics.median(switches) * 1000:.0f} ms, "
+        f"max {max(switches) * 1000:.0f} ms"
+    )
+    assert p95 < 0.1

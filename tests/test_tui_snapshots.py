@@ -1,0 +1,282 @@
+"""Snapshot tests (pytest-textual-snapshot) of every screen at 100×30, on fixed content.
+
+The checkpoints are real files written by the engine's Trainer.save, with fixed progress numbers, a fixed
+clock and fixed file times, so that nothing on screen depends on the machine or the day. The live screen
+shows a finished run replayed from fixed events (the real child process is exercised in test_tui.py).
+Update after a deliberate change of the UI with `pytest tests/test_tui_snapshots.py --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+
+from core.trainer import TrainConfig, Trainer
+from poemtui.app import PoemApp
+from poemtui.screens.generate import GenerateScreen
+from poemtui.training import RunState
+
+SIZE = (100, 30)
+T0 = 1_709_287_200.0  # 2024-03-01 10:00 UTC
+SAMPLE = "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"
+CONFIG = dict(
+    corpus="tang300",
+    batch_size=16,
+    embed_size=16,
+    hidden_size=16,
+    num_layers=1,
+    dropout=0.1,
+    lr=0.01,
+    epochs=3,
+    patience=2,
+    eval_every=0,
+    keep=0,
+    seed=3,
+)
+RUNS = {  # name -> (optimizer, dev perplexity at each epoch)
+    "20240301-100000-tang300-adam": ("adam", [912.35, 655.02, 701.48]),
+    "20240302-090000-tang300-sgd": ("sgd", [1450.8, 1201.66, 1099.13]),
+}
+BATCHES = 20
+
+
+def fixed_events(ppls: list[float], run_dir: Path) -> list[dict]:
+    """The events a run of len(ppls) epochs of BATCHES batches would log, with made-up but fixed numbers."""
+    events: list[dict] = []
+    epochs = len(ppls)
+    for epoch, ppl in enumerate(ppls, start=1):
+        for batch in range(1, BATCHES + 1):
+            step = (epoch - 1) * BATCHES + batch
+            loss = 5.9 + 1.8 * math.exp(-step / 12) + 0.08 * math.sin(step * 1.7)
+            events.append(
+                dict(
+                    event="batch",
+                    epoch=epoch,
+                    batch=batch,
+                    batches=BATCHES,
+                    epochs=epochs,
+                    step=step,
+                    loss=loss,
+                    grad_norm=0.9,
+                    lr=0.01,
+                    tokens_per_s=5210.0,
+                    elapsed_s=step * 1.5,
+                )
+            )
+        step = epoch * BATCHES
+        best = min(ppls[:epoch])
+        events.append(
+            dict(
+                event="eval",
+                epoch=epoch,
+                batch=BATCHES,
+                step=step,
+                loss=6.2,
+                dev_loss=math.log(ppl),
+                dev_ppl=ppl,
+                best_dev_ppl=best,
+                lr=0.01,
+                elapsed_s=step * 1.5 + 2,
+                sample=SAMPLE,
+                scheduled=True,
+            )
+        )
+        events.append(
+            dict(
+                event="checkpoint",
+                epoch=epoch,
+                batch=BATCHES,
+                step=step,
+                dev_ppl=ppl,
+                best=ppl == best,
+                bytes=300_000,
+                path=str(run_dir / f"rnn_{epoch}_{BATCHES}_{ppl:.2f}_adam.safetensors"),
+            )
+        )
+    best = min(ppls)
+    events.append(
+        dict(
+            event="done",
+            status="finished",
+            epoch=epochs,
+            step=epochs * BATCHES,
+            best_dev_ppl=best,
+            dev_ppl=ppls[-1],
+            elapsed_s=epochs * BATCHES * 1.5 + 6,
+            best_path=str(run_dir / f"rnn_{ppls.index(best) + 1}_{BATCHES}_{best:.2f}_adam.safetensors"),
+            last_path=str(run_dir / "last.safetensors"),
+            tokens_seen=42_000,
+            skipped_steps=0,
+        )
+    )
+    return events
+
+
+def build_run(root: Path, name: str, optimizer: str, ppls: list[float], t0: float) -> None:
+    """Real checkpoints through Trainer.save, with the progress and the clock fixed."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    trainer = Trainer(TrainConfig.from_dict({**CONFIG, "optimizer": optimizer}), run_dir)
+    trainer._elapsed = lambda: 95.0  # a fixed clock: the files must not depend on how fast the fixture ran
+    p = trainer.progress
+    for i, ppl in enumerate(ppls):
+        p.epoch, p.batch, p.step, p.tokens_seen = i, BATCHES, (i + 1) * BATCHES, (i + 1) * 14_000
+        best = ppl < p.best_dev_ppl
+        p.best_dev_ppl = min(p.best_dev_ppl, ppl)
+        path = trainer.save({"dev_ppl": ppl, "dev_loss": math.log(ppl), "dev_tokens": 4915}, best=best)
+        os.utime(path, (t0 + 600 * i, t0 + 600 * i))
+    with open(run_dir / "metrics.jsonl", "w", encoding="utf-8") as fh:
+        for event in fixed_events(ppls, run_dir):
+            fh.write(json.dumps(event, ensure_ascii=False) + "\n")
+
+
+@pytest.fixture(scope="module")
+def fixed_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("snapshots") / "checkpoints"
+    for i, (name, (optimizer, ppls)) in enumerate(RUNS.items()):
+        build_run(root, name, optimizer, ppls, T0 + 86_400 * i)
+    broken = root / "imported" / "model.safetensors"
+    broken.parent.mkdir()
+    broken.write_bytes(b"\x80\x04\x95 a pickle, not a checkpoint")
+    os.utime(broken, (T0 + 3 * 86_400, T0 + 3 * 86_400))
+    return root
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def app_for(root: Path, monkeypatch, **kwargs) -> PoemApp:
+    """The app on `root`, named relative to the working folder (the screens show it; tmp paths vary)."""
+    monkeypatch.chdir(root.parent)
+    return PoemApp(checkpoints_dir=Path(root.name), python=sys.executable, **kwargs)
+
+
+async def settle(pilot) -> None:
+    """Let workers (listing, loading) finish and stop the cursor blinking: the same picture every time."""
+    for _ in range(3):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.1)
+    for widget in pilot.app.screen.query(Input):
+        widget.cursor_blink = False
+    await pilot.pause(0.1)
+
+
+async def wait_until(pilot, condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await pilot.pause(0.1)
+
+
+def test_welcome(snap_compare, monkeypatch, tmp_path):
+    assert snap_compare(app_for(tmp_path / "checkpoints", monkeypatch), terminal_size=SIZE, run_before=settle)
+
+
+def test_train_form(snap_compare, monkeypatch, tmp_path):
+    assert snap_compare(
+        app_for(tmp_path / "checkpoints", monkeypatch, welcome=False), terminal_size=SIZE, run_before=settle
+    )
+
+
+def test_train_form_with_bad_values(snap_compare, monkeypatch, tmp_path):
+    async def run_before(pilot):
+        screen = pilot.app.screen
+        for name, text in (("batch_size", "3O"), ("dropout", "1.5"), ("hidden_size", "-8"), ("lr", "fast")):
+            field = screen.query_one(f"#field-{name}", Input)
+            field.value = text
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(
+        app_for(tmp_path / "checkpoints", monkeypatch, welcome=False),
+        terminal_size=SIZE,
+        run_before=run_before,
+    )
+
+
+def test_train_live_finished_run(snap_compare, monkeypatch, fixed_root, tmp_path):
+    name = "20240301-100000-tang300-adam"
+    state = RunState(run_dir=fixed_root / name)
+    for event in fixed_events(RUNS[name][1], state.run_dir):
+        state.apply(event)
+    state.process_exited(0, [])
+    app = app_for(tmp_path / "checkpoints", monkeypatch, welcome=False)
+
+    async def run_before(pilot):
+        pilot.app.run_state = state
+        await pilot.press("ctrl+l")
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_train_live_failed_run(snap_compare, monkeypatch, tmp_path):
+    state = RunState(run_dir=tmp_path / "20240301-100000-poems-adam")
+    state.process_exited(2, ["error: poems.txt: no poems left after cleaning (2 lines read)"])
+    app = app_for(tmp_path / "checkpoints", monkeypatch, welcome=False)
+
+    async def run_before(pilot):
+        pilot.app.run_state = state
+        await pilot.press("ctrl+l")
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_checkpoints(snap_compare, monkeypatch, fixed_root):
+    assert snap_compare(app_for(fixed_root, monkeypatch), terminal_size=SIZE, run_before=settle)
+
+
+def test_checkpoints_light_theme(snap_compare, monkeypatch, fixed_root):
+    async def run_before(pilot):
+        pilot.app.theme = "textual-light"
+        await settle(pilot)
+
+    assert snap_compare(app_for(fixed_root, monkeypatch), terminal_size=SIZE, run_before=run_before)
+
+
+def test_checkpoints_delete_asks_first(snap_compare, monkeypatch, fixed_root):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+
+    assert snap_compare(app_for(fixed_root, monkeypatch), terminal_size=SIZE, run_before=run_before)
+
+
+def test_resume_form(snap_compare, monkeypatch, fixed_root):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+
+    assert snap_compare(app_for(fixed_root, monkeypatch), terminal_size=SIZE, run_before=run_before)
+
+
+def test_generate_with_unknown_seed(snap_compare, monkeypatch, fixed_root):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("ctrl+g")
+        await wait_until(
+            pilot, lambda: isinstance(pilot.app.screen, GenerateScreen) and pilot.app.screen.sampler
+        )
+        pilot.app.screen.query_one("#seed-input", Input).insert_text_at_cursor("春龘")
+        await settle(pilot)
+
+    assert snap_compare(app_for(fixed_root, monkeypatch), terminal_size=SIZE, run_before=run_before)

@@ -1,0 +1,110 @@
+"""Training inside the workbench is as fast as the headless CLI: the same `core.train`, run in turns.
+
+Per run, the same preset and number of steps for both:
+- wall-clock tokens/s (tokens_seen / elapsed_s of the `done` event): what a user feels;
+- CPU seconds of the training process per 1,000 tokens (the kernel's accounting of waited-for children);
+- for the TUI, the CPU share of the UI process while the child trains: the most it can take from training.
+On a quiet machine the wall-clock ratio is the figure to report (`pytest -s` prints it). On a busy one,
+wall-clock speed swings with other processes' load, so the assertions are on the UI's own CPU share (which
+bounds the slowdown it can cause) and on gross regressions only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from poemtui.app import PoemApp
+from poemtui.train_options import preset_values, train_options
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 27  # three epochs of the quick preset (with their three evaluations)
+
+pytestmark = pytest.mark.slow
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def done_event(run_dir: Path) -> dict:
+    events = [
+        json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()
+    ]
+    return next(e for e in events if e["event"] == "done")
+
+
+def run_cli(run_dir: Path) -> tuple[dict, float, None]:
+    before = children_cpu_s()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core.train",
+            "--preset",
+            "quick",
+            "--max-steps",
+            str(STEPS),
+            "--run-dir",
+            str(run_dir),
+            "--quiet",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    return done_event(run_dir), children_cpu_s() - before, None
+
+
+def run_tui(root: Path) -> tuple[dict, float, float]:
+    ui_share = []
+
+    async def drive() -> None:
+        app = PoemApp(checkpoints_dir=root, python=sys.executable, welcome=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            app.start_training({**train_options(preset_values("quick")), "max_steps": STEPS}, run_name="tui")
+            state = app.run_state
+            while state.step < 1:
+                await pilot.pause(0.1)
+            cpu0, wall0 = time.process_time(), time.monotonic()
+            while state.exit_code is None:
+                assert time.monotonic() - wall0 < 900, "the run did not end"
+                await pilot.pause(0.2)
+            ui_share.append((time.process_time() - cpu0) / (time.monotonic() - wall0))
+            assert state.status == "max_steps", state.failure
+
+    before = children_cpu_s()
+    asyncio.run(drive())
+    return done_event(root / "tui"), children_cpu_s() - before, ui_share[0]
+
+
+def test_training_in_the_tui_is_as_fast_as_the_cli(tmp_path):
+    rows = []
+    for i in range(2):  # interleaved, so drifts of the machine's load hit both alike
+        for kind in ("cli", "tui"):
+            done, cpu, ui = run_cli(tmp_path / f"cli{i}") if kind == "cli" else run_tui(tmp_path / f"tui{i}")
+            assert done["step"] == STEPS
+            rows.append((kind, done["tokens_seen"] / done["elapsed_s"], cpu / done["tokens_seen"] * 1000, ui))
+    wall = {k: statistics.mean(r[1] for r in rows if r[0] == k) for k in ("cli", "tui")}
+    cpu = {k: statistics.mean(r[2] for r in rows if r[0] == k) for k in ("cli", "tui")}
+    ui_share = max(r[3] for r in rows if r[0] == "tui")
+    print(f"\n{'run':4} {'tokens/s':>9} {'cpu s/1k tok':>13} {'UI cpu':>7}")
+    for kind, speed, cost, ui in rows:
+        print(f"{kind:4} {speed:9.0f} {cost:13.3f} {'' if ui is None else f'{ui:.1%}':>7}")
+    print(
+        f"TUI/CLI wall-clock tokens/s: {wall['tui'] / wall['cli']:.3f}; "
+        f"CLI/TUI CPU per token: {cpu['cli'] / cpu['tui']:.3f}; UI process: {ui_share:.1%} of a core"
+    )
+    assert ui_share < 0.10, "the UI itself takes too much CPU from training"
+    assert wall["tui"] / wall["cli"] > 0.75 and cpu["cli"] / cpu["tui"] > 0.75

@@ -1,0 +1,109 @@
+"""End to end in a real terminal: `python -m poemtui` in tmux (100×30), driven with send-keys, read with
+capture-pane. First run -> quick start on the real tang300 corpus -> live updates -> stop -> the checkpoint in
+the browser -> a poem from it -> quit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"),
+]
+
+
+class Terminal:
+    """One tmux server of our own (its own socket), so no user session is touched."""
+
+    def __init__(self, name: str):
+        self.socket = f"poemtui-test-{os.getpid()}-{name}"
+        self.target = f"{name}:0"
+        self.name = name
+
+    def tmux(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=check)
+
+    def start(self, command: str, size: tuple[int, int]) -> None:
+        self.tmux("new-session", "-d", "-s", self.name, "-x", str(size[0]), "-y", str(size[1]), command)
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        self.tmux("send-keys", "-t", self.target, *(["-l"] if literal else []), *keys)
+
+    def screen(self) -> str:
+        out = self.tmux("capture-pane", "-p", "-t", self.target, check=False)
+        return out.stdout
+
+    def alive(self) -> bool:
+        return self.tmux("has-session", "-t", self.name, check=False).returncode == 0
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.3)
+        raise AssertionError(f"{text!r} did not appear within {timeout:.0f}s; the screen:\n{self.screen()}")
+
+    def close(self) -> None:
+        self.tmux("kill-server", check=False)
+        folder = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+        (folder / self.socket).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def terminal():
+    term = Terminal("poemtui")
+    yield term
+    term.close()
+
+
+def test_first_run_train_stop_browse_write_in_a_real_terminal(terminal, tmp_path):
+    root = tmp_path / "checkpoints"
+    env = f"PYTHONPATH={REPO} TERM=xterm-256color COLORTERM=truecolor"
+    terminal.start(f"cd {REPO} && env {env} {sys.executable} -m poemtui --checkpoints {root}", size=(100, 30))
+
+    terminal.wait_for("Welcome to poemtui", timeout=90)
+    terminal.keys("q")  # quick start: the first-run offer
+    terminal.wait_for("● training", timeout=60)
+    screen = terminal.wait_for("tokens/s", timeout=60)
+    assert "epoch" in screen and "ETA" in screen
+
+    # Live updates: the first evaluation brings a sample poem and a checkpoint.
+    screen = terminal.wait_for("rnn_1_", timeout=600)
+    assert "sample poem · epoch 1" in screen and "dev ppl" in screen
+
+    terminal.keys("s")
+    terminal.wait_for("Stop training?")
+    terminal.keys("y")
+    terminal.wait_for("stopped by you", timeout=120)
+    runs = [p for p in root.iterdir() if p.is_dir()]
+    assert len(runs) == 1 and (runs[0] / "last.safetensors").exists()
+
+    terminal.keys("C-o")
+    terminal.wait_for("sorted by dev perplexity", timeout=30)
+    screen = terminal.wait_for("in 1 run", timeout=30)
+    assert runs[0].name in screen and "unreadable" not in screen and "last" in screen
+
+    terminal.keys("Enter")
+    terminal.wait_for("writing with", timeout=60)
+    terminal.keys("月", literal=True)
+    terminal.keys("Enter")
+    screen = terminal.wait_for("mean log-probability", timeout=60)
+    poem_lines = [line.strip() for line in screen.splitlines() if line.strip().startswith("月")]
+    assert poem_lines and "，" in poem_lines[0], screen
+
+    terminal.keys("C-q")
+    deadline = time.monotonic() + 30
+    while terminal.alive() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert not terminal.alive(), "ctrl+q should close the app"
