@@ -15,6 +15,7 @@ Seed characters pass through the same machine, so a seed that cannot start such 
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -248,10 +249,8 @@ class Sampler:
         raise SeedError(f"{what} character 「{ch}」 is not in this model's vocabulary{hint}")
 
     def _variant_hint(self, ch: str) -> str:
-        import opencc
-
-        for config in ("t2s", "s2t", "tw2s", "hk2s", "jp2t"):
-            alt = opencc.OpenCC(config).convert(ch)
+        for convert in _variant_converters():
+            alt = convert(ch)
             if alt != ch and alt in self.vocab.stoi:
                 return f"; did you mean 「{alt}」?"
         return " (try another character, or --unk skip)"
@@ -454,6 +453,14 @@ class Sampler:
         for i, tok in forced.items():
             result[i] = tok
         return result
+
+
+@functools.cache
+def _variant_converters() -> list:
+    """OpenCC conversions that may turn an unknown character into a known one (built once, ~15 ms each)."""
+    import opencc
+
+    return [opencc.OpenCC(config).convert for config in ("t2s", "s2t", "tw2s", "hk2s", "jp2t")]
 
 
 def _conflicts(pattern, forced: dict, gelv) -> int:

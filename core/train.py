@@ -133,8 +133,7 @@ class Output:
     def __call__(self, event: dict) -> None:
         line = json.dumps(_json_safe(event), ensure_ascii=False, allow_nan=False, default=_json_default)
         self.metrics.write(line + "\n")
-        if event["event"] != "batch":
-            self.metrics.flush()
+        self.metrics.flush()  # the workbench plots a live run from this file
         if self.events_jsonl:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
