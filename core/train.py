@@ -48,6 +48,13 @@ HELP = {
     "device": "auto, cpu or cuda",
     "backend": "torch (autograd) or numpy (the hand-derived gradients of docs/lstm-derivatives.md)",
     "sample_on_eval": "write a sample poem at every evaluation",
+    "batch_size": "poems (or crops) per batch (the assignment's bs)",
+    "num_layers": "stacked LSTM layers",
+    "dropout": "dropout on the embedding, between layers and before the output layer",
+    "momentum": "momentum of the momentum and nesterov optimizers",
+    "weight_decay": "L2 weight decay (decoupled for adamw)",
+    "max_bad_steps": "consecutive non-finite steps (skipped) before training stops",
+    "seed": "random seed: the same seed gives the same run on CPU",
 }
 
 
@@ -95,12 +102,13 @@ def build_parser() -> ArgumentParser:
     for f in fields(TrainConfig):
         base = str(f.type).split(" |")[0]
         kind = {"int": _number(int), "float": _number(float), "bool": _parse_bool}.get(base, str)
+        default = f.default if f.default is not None else "per optimizer" if f.name == "lr" else "auto"
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
             type=kind,
             choices=CHOICES.get(f.name),
             metavar=f.name.upper(),
-            help=HELP.get(f.name),
+            help=f"{HELP.get(f.name, f.name.replace('_', ' '))} (default: {default})",
         )
     return parser
 
