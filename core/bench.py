@@ -12,18 +12,24 @@ Method (what each number means):
   the corpus is not available, the lengths come from SYNTHETIC_LENGTHS (the quantangshi / tang300 mix).
 - timing: the two sides alternate (ours, reference, reference, ours, ...), warm-up units excluded, and each
   figure is the median over --repeats units. tokens/s counts real (non-padded) target tokens only.
+  --clock wall (default) times elapsed seconds; --clock cpu this process's CPU seconds, which with
+  --threads 1 stays meaningful when other processes share the machine (elapsed time then measures them).
   train = forward + backward + Adam step; infer = forward in eval mode without autograd;
   recurrent = the LSTM alone, forward + backward (embedding and head are identical on both sides);
-  generation = a 4x7 poem, 32 tokens sampled one at a time with batch 1 (model steps + a multinomial draw).
-- peak_rss_mb: the peak resident set (ru_maxrss) of a fresh child process that builds one side only and
-  runs the same training and inference units; baseline_rss_mb is that child's RSS after importing torch
-  and building the batches, before the model exists. On CUDA, peak_gpu_mb is max_memory_allocated.
+  generation = a 4x7 poem, 32 tokens one at a time with batch 1 (model steps; each fed the argmax).
+- peak_rss_mb: the peak resident set (VmHWM) of a fresh child process that holds one side's model only and
+  runs two training units and one inference unit; the peak is reset (/proc/self/clear_refs) once the
+  corpus is loaded and the model built, so it is baseline_rss_mb (torch, batches, model) plus the most
+  that training and inference added. (Not ru_maxrss: a forked child inherits its parent's, and the corpus
+  loading would dominate it.) On CUDA, peak_gpu_mb is max_memory_allocated.
 - ratios are ours / reference in tokens per second (> 1: ours is faster).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
 import json
 import random
 import resource
@@ -40,11 +46,22 @@ from core.cli import ArgumentParser, print_json, run
 from core.errors import PoemError
 from core.model import ModelConfig, PoetryLM, masked_cross_entropy
 
-# Share of each input length (<bos> + characters) in the train split, when the corpus cannot be loaded.
-# quantangshi (regular forms): 五律 49, 七绝 33, 七律 65, 五绝 25, as measured on chinese-poetry 2.0.1.
+# Share of each input length (<bos> + characters) in the train split, for when the corpus cannot be loaded,
+# as measured on chinese-poetry 2.0.1: 五律 49, 七绝 33, 七律 65, 五绝 25; tang300's other 12.5% are long
+# 古体 poems of mean length 221.
 SYNTHETIC_LENGTHS = {
-    "quantangshi": {49: 0.39, 33: 0.29, 65: 0.22, 25: 0.11},
-    "tang300": {49: 0.30, 33: 0.20, 65: 0.17, 25: 0.11, 61: 0.03, 37: 0.03, 145: 0.03, 73: 0.02, 97: 0.11},
+    "quantangshi": {49: 0.387, 33: 0.285, 65: 0.22, 25: 0.109},
+    "tang300": {
+        49: 0.293,
+        33: 0.207,
+        65: 0.188,
+        25: 0.109,
+        61: 0.023,
+        37: 0.023,
+        145: 0.02,
+        85: 0.012,
+        221: 0.125,
+    },
 }
 
 
@@ -67,6 +84,7 @@ CONFIGS = {
     "poem-1layer": BenchConfig("poem-1layer", "quantangshi", 64, 256, 512, 1, 6000, batches=2),
     "tang300": BenchConfig("tang300", "tang300", 30, 256, 256, 2, 2342, batches=4),
 }
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 GROUPS = {"poem": ["poem", "poem-1layer"], "tang300": ["tang300"], "all": list(CONFIGS)}
 
 
@@ -181,15 +199,15 @@ def recurrent_unit(lstm, inputs, uses_lengths: bool) -> None:
         (out * weight).sum().backward()
 
 
-def generation_unit(model, vocab_size: int, tokens: int = 32) -> None:
-    """One poem's worth of model steps: batch 1, one token at a time, sampled from the softmax."""
-    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(0)
-    token = torch.ones(1, 1, dtype=torch.long, device=generator.device)  # <bos>
+def generation_unit(model, tokens: int = 32) -> None:
+    """One 4x7 poem's worth of model steps: batch 1, one token at a time, each fed the previous step's
+    most likely token (the sampler proper is core.sample's; this times the model)."""
+    token = torch.ones(1, 1, dtype=torch.long, device=next(model.parameters()).device)  # <bos>
     state = None
     with torch.no_grad():
         for _ in range(tokens):
             logits, state = model(token, state=state)
-            token = torch.multinomial(torch.softmax(logits[0, -1], -1), 1, generator=generator).view(1, 1)
+            token = logits[:, -1].argmax(-1, keepdim=True)
 
 
 def recurrent_inputs(model: PoetryLM, batches) -> list:
@@ -244,22 +262,22 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def interleaved(tasks: dict, repeats: int, warmup: int, device) -> dict[str, float]:
+def interleaved(tasks: dict, repeats: int, warmup: int, device, clock=time.perf_counter) -> dict[str, float]:
     """Median seconds of each task, the tasks taking turns (order reversed every round), warm-up excluded."""
     times = {name: [] for name in tasks}
     names = list(tasks)
     for round_ in range(warmup + repeats):
         for name in names if round_ % 2 == 0 else reversed(names):
             sync(device)
-            start = time.perf_counter()
+            start = clock()
             tasks[name]()
             sync(device)
             if round_ >= warmup:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(clock() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def measure(cfg: BenchConfig, repeats: int, device) -> dict:
+def measure(cfg: BenchConfig, repeats: int, device, clock=time.perf_counter) -> dict:
     batches, vocab_size, source = load_batches(cfg, device)
     ours, ref = build_pair(cfg, vocab_size, device)
     checked = agreement(ours, ref, batches[0])
@@ -268,27 +286,18 @@ def measure(cfg: BenchConfig, repeats: int, device) -> dict:
     models = {"ours": (ours, True), "reference": (ref, False)}
     optimizers = {side: torch.optim.Adam(m.parameters(), lr=1e-3) for side, (m, _) in models.items()}
     rec_inputs = recurrent_inputs(ours, batches)
-    warmup = 2
+    timed = functools.partial(interleaved, repeats=repeats, warmup=2, device=device, clock=clock)
 
-    train = interleaved(
-        {s: lambda s=s: train_unit(models[s][0], optimizers[s], batches, models[s][1]) for s in models},
-        repeats, warmup, device,
-    )  # fmt: skip
-    recurrent = interleaved(
-        {s: lambda s=s: recurrent_unit(models[s][0].lstm, rec_inputs, models[s][1]) for s in models},
-        repeats, warmup, device,
-    )  # fmt: skip
+    train = timed(
+        {s: lambda s=s: train_unit(models[s][0], optimizers[s], batches, models[s][1]) for s in models}
+    )
+    recurrent = timed(
+        {s: lambda s=s: recurrent_unit(models[s][0].lstm, rec_inputs, models[s][1]) for s in models}
+    )
     for model, _ in models.values():
         model.eval()
-    infer = interleaved(
-        {s: lambda s=s: infer_unit(models[s][0], batches, models[s][1]) for s in models},
-        repeats,
-        warmup,
-        device,
-    )
-    generation = interleaved(
-        {s: lambda s=s: generation_unit(models[s][0], vocab_size) for s in models}, repeats, warmup, device
-    )
+    infer = timed({s: lambda s=s: infer_unit(models[s][0], batches, models[s][1]) for s in models})
+    generation = timed({s: lambda s=s: generation_unit(models[s][0]) for s in models})
     sides = {
         side: {
             "train_tokens_per_s": tokens / train[side],
@@ -323,28 +332,35 @@ def measure(cfg: BenchConfig, repeats: int, device) -> dict:
 # --- peak memory, one side per fresh process ---------------------------------------------------------------
 
 
-def rss_mb() -> float:
-    """Resident set now (Linux /proc; falls back to the peak where /proc is missing)."""
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident set (VmRSS) or its peak (VmHWM), from /proc; ru_maxrss without /proc."""
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+    except (OSError, StopIteration):
+        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def reset_peak_rss() -> None:
+    """Start VmHWM again from the current RSS (Linux >= 4.0), so that loading the corpus does not count."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
     except OSError:
-        return peak_rss_mb()
-
-
-def peak_rss_mb() -> float:
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+        pass
 
 
 def child_memory(cfg: BenchConfig, side: str, device) -> dict:
     """Run in a fresh process: one side's training and inference units, then its peak RSS."""
     batches, vocab_size, _ = load_batches(cfg, device)
-    baseline = rss_mb()
     ours, ref = build_pair(cfg, vocab_size, device)
     model, uses_lengths = (ours, True) if side == "ours" else (ref, False)
     del ours, ref
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)  # imports what the step needs
+    gc.collect()
+    baseline = rss_mb()
+    reset_peak_rss()
     if torch.device(device).type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     for _ in range(2):
@@ -352,7 +368,7 @@ def child_memory(cfg: BenchConfig, side: str, device) -> dict:
     model.eval()
     infer_unit(model, batches, uses_lengths)
     sync(device)
-    result = {"peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline}
+    result = {"peak_rss_mb": rss_mb("VmHWM"), "baseline_rss_mb": baseline}
     if torch.device(device).type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result
@@ -394,6 +410,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--quick", action="store_true", help="tiny sizes (tests)")
+    p.add_argument(
+        "--clock",
+        choices=list(CLOCKS),
+        default="wall",
+        help="wall: elapsed time; cpu: this process's CPU time (steadier on a busy machine; use --threads 1)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--child-memory", choices=["ours", "reference"], help=argparse.SUPPRESS)
     return p
@@ -420,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {}
     for name, cfg in configs.items():
-        results[name] = measure(cfg, args.repeats, args.device)
+        results[name] = measure(cfg, args.repeats, args.device, CLOCKS[args.clock])
         for side, mem in memory_in_children(name, args).items():
             results[name][side].update(mem)
     main_cfg = results[names[0]]
@@ -439,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
         "gemm": "oneDNN" if args.device == "cpu" and _onednn_works() else "torch",
         "repeats": args.repeats,
+        "clock": args.clock,
         "quick": args.quick,
     }
     if args.json:

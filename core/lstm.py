@@ -201,9 +201,9 @@ def _layer_fused(x, w_ih, w_hh, b, h0, c0, packing):
 class _FusedLayer(torch.autograd.Function):
     """One layer, x [B, T, I], W_ih, W_hh, b, h0, c0 -> out [B, T, H], h_n, c_n, as one autograd node.
 
-    forward runs the time loop without autograd and keeps what backward needs: the gates i, f, g, o after
+    forward runs the time loop without autograd and keeps what backward needs: the gates i, f, C̄, o after
     their nonlinearities, every C_t, tanh(C_t) and h_t. backward is backpropagation through time written
-    out by hand, one pass over the sequence; the weight gradients then take one matmul each over all steps.
+    out by hand, one pass over the sequence; the weight gradients then take one matmul over all steps.
     Everything lives in the packed layout of `Packing` (real steps only, time-major, longest rows first).
     """
 
@@ -215,80 +215,103 @@ class _FusedLayer(torch.autograd.Function):
         xs = x.reshape(B * T, I).index_select(0, P.index)  # packed inputs x_t
         h0s, c0s = h0.index_select(0, P.order), c0.index_select(0, P.order)
         x_proj = _linear(xs, w_ih, b)  # W_ih x_t + b, every step at once
+        # Step t's gates i, f, C̄, o overwrite its rows of x_proj once computed: no fresh memory per step.
+        gates, keep = x_proj, any(ctx.needs_input_grad)  # keep: a backward will follow (not under no_grad)
         N = xs.shape[0]
-        hs, cs, tanh_cs = (x.new_empty(N, H) for _ in range(3))
-        gates = []
+        hs = x.new_empty(N, H)
+        if keep:  # every step's C_t and tanh(C_t), for backward
+            cs, tanh_cs, rows = x.new_empty(N, H), x.new_empty(N, H), lambda s, n: slice(s, s + n)
+        else:  # one row per sequence: its latest C_t (in place), tanh(C_t)
+            cs, tanh_cs, rows = c0s.clone(), x.new_empty(B, H), lambda s, n: slice(0, n)
         h_prev, c_prev = h0s, c0s
+        w_hh_packed = _prepacked(w_hh, B)
         for n, s in zip(P.batch_sizes, P.offsets, strict=True):
-            z = _linear_add(h_prev[:n], w_hh, x_proj[s : s + n])  # z_t = W_hh h_{t-1} + W_ih x_t + b
-            i, f, g, o = z.chunk(4, dim=1)
-            g.mul_(2)  # C̄_t = tanh(a) = 2σ(2a) - 1, so that one σ covers all four gates (see _tanh)
-            z.sigmoid_()  # i_t, f_t, o_t
-            g.mul_(2).sub_(1)  # C̄_t
-            c = torch.mul(f, c_prev[:n], out=cs[s : s + n]).addcmul_(i, g)  # C_t = f ⊙ C_{t-1} + i ⊙ C̄_t
-            tanh_c = _tanh(c, out=tanh_cs[s : s + n])
+            a = _linear_add(h_prev[:n], w_hh_packed, x_proj[s : s + n])  # a_t = W_hh h_{t-1} + W_ih x_t + b
+            i, f, g, o = _activate(a, out=gates[s : s + n] if keep else a).chunk(4, dim=1)
+            c = torch.mul(f, c_prev[:n], out=cs[rows(s, n)]).addcmul_(i, g)  # C_t = f ⊙ C_{t-1} + i ⊙ C̄_t
+            tanh_c = _tanh(c, out=tanh_cs[rows(s, n)])
             h = torch.mul(o, tanh_c, out=hs[s : s + n])  # h_t = o_t ⊙ tanh(C_t)
-            gates.append(z)
             h_prev, c_prev = h, c
 
         # Saved the autograd way, so they are freed as soon as backward has run (unless retain_graph).
-        ctx.save_for_backward(xs, w_ih, w_hh, h0s, c0s, hs, cs, tanh_cs, *gates)
+        ctx.save_for_backward(xs, w_ih, w_hh, h0s, c0s, hs, cs, tanh_cs, gates)
         ctx.packing, ctx.x_shape = P, x.shape
-        out = x.new_zeros(B * T, H).index_copy_(0, P.index, hs).view(B, T, H)  # padded steps: 0
-        h_n, c_n = _final_state(hs, h0, P), _final_state(cs, c0, P)
+        out = _unpack(hs, P, B, T)
+        h_n = _final_state(hs, h0, P)
+        c_n = _final_state(cs, c0, P) if keep else cs.index_select(0, P.restore)
         return out, h_n, c_n
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, d_out, d_hn, d_cn):
-        xs, w_ih, w_hh, h0s, c0s, hs, cs, tanh_cs, *gates = ctx.saved_tensors
+        """BPTT in docs/lstm-derivatives.md's names: δh_t, ε_t = dL/dC_t, δa_t (the pre-activations')."""
+        xs, w_ih, w_hh, h0s, c0s, hs, cs, tanh_cs, gates = ctx.saved_tensors
         P, (B, T, I) = ctx.packing, ctx.x_shape
         N, H = xs.shape[0], w_hh.shape[1]
         d_hs = d_out.reshape(B * T, H).index_select(0, P.index)  # dL/dout_t, packed
-        # dL/dh and dL/dC of the state carried from step t to t+1; they start as the final states' gradients
+        # What step t+1 sends back to step t: δh^rec_t and ε_{t+1} ⊙ f_{t+1} (first: the final states' grads)
         dh, dc = d_hn.index_select(0, P.order), d_cn.index_select(0, P.order)
-        d_z = xs.new_empty(N, 4 * H)  # dL/dz_t, the gradients of the four gates' pre-activations
+        d_a = xs.new_empty(N, 4 * H)  # δa_t for every step: the four pre-activations' gradients
         slope = xs.new_empty(B, 4 * H)  # scratch: the nonlinearities' derivatives at step t
-        carry = xs.new_empty(B, H)  # scratch
+        scratch = xs.new_empty(B, H)
         one = xs.new_ones(())
-        w_hh_t = w_hh.t().contiguous()
+        w_hh_t = _prepacked(w_hh.t(), B)
         for t in reversed(range(len(P.batch_sizes))):
             n, s = P.batch_sizes[t], P.offsets[t]
+            gates_t, tanh_c = gates[s : s + n], tanh_cs[s : s + n]
+            i, f, g, o = gates_t.chunk(4, dim=1)
             c_prev = c0s[:n] if t == 0 else cs[P.offsets[t - 1] : P.offsets[t - 1] + n]
-            z, tanh_c = gates[t], tanh_cs[s : s + n]
-            i, f, g, o = z.chunk(4, dim=1)
-            dh_t = dh[:n].add_(d_hs[s : s + n])  # dh_t = dL/dout_t + (dL/dh_t through step t+1)
-            # dC_t += dh_t ⊙ o_t ⊙ (1 - tanh²(C_t))
-            dc_t = dc[:n].addcmul_(dh_t, torch.addcmul(one, tanh_c, tanh_c, value=-1, out=carry[:n]).mul_(o))
-            # σ'(z) = σ(z)(1 - σ(z)) for i, f, o;  tanh'(z) = 1 - tanh²(z) for C̄
-            sigma = torch.addcmul(z, z, z, value=-1, out=slope[:n])
+            # δh_t = dL/dout_t + δh^rec_t
+            dh_t = dh[:n].add_(d_hs[s : s + n])
+            # ε_t = δh_t ⊙ o_t ⊙ (1 - tanh²(C_t)) + ε_{t+1} ⊙ f_{t+1}
+            eps = dc[:n].addcmul_(dh_t, torch.addcmul(one, tanh_c, tanh_c, value=-1, out=scratch[:n]).mul_(o))
+            d_i, d_f, d_g, d_o = d_a[s : s + n].chunk(4, dim=1)
+            torch.mul(eps, g, out=d_i)  # δi_t = ε_t ⊙ C̄_t
+            torch.mul(eps, c_prev, out=d_f)  # δf_t = ε_t ⊙ C_{t-1}
+            torch.mul(eps, i, out=d_g)  # δC̄_t = ε_t ⊙ i_t
+            torch.mul(dh_t, tanh_c, out=d_o)  # δo_t = δh_t ⊙ tanh(C_t)
+            # δa_t = δgate ⊙ σ' = δgate ⊙ σ(1 - σ) for i, f, o, and δC̄_t ⊙ (1 - C̄_t²) for the candidate
+            sigma = torch.addcmul(gates_t, gates_t, gates_t, value=-1, out=slope[:n])
             torch.addcmul(one, g, g, value=-1, out=sigma[:, 2 * H : 3 * H])
-            di, df, dg, do = d_z[s : s + n].chunk(4, dim=1)
-            torch.mul(dc_t, g, out=di)  # di_t = dC_t ⊙ C̄_t
-            torch.mul(dc_t, c_prev, out=df)  # df_t = dC_t ⊙ C_{t-1}
-            torch.mul(dc_t, i, out=dg)  # dC̄_t = dC_t ⊙ i_t
-            torch.mul(dh_t, tanh_c, out=do)  # do_t = dh_t ⊙ tanh(C_t)
-            d_z[s : s + n].mul_(sigma)  # through the nonlinearities: dz_t
-            dc_t.mul_(f)  # dC_{t-1} = dC_t ⊙ f_t
-            dh[:n] = _linear(d_z[s : s + n], w_hh_t)  # dh_{t-1} = dz_t W_hh
+            d_a[s : s + n].mul_(sigma)
+            eps.mul_(f)  # ε_t ⊙ f_t, for step t-1
+            dh[:n] = _linear(d_a[s : s + n], w_hh_t)  # δh^rec_{t-1} = δa_t W_hh
 
         d_x = d_w_ih = d_w_hh = d_b = None
-        if ctx.needs_input_grad[0]:  # dx_t = dz_t W_ih, back in the batch's own layout
-            d_x = xs.new_zeros(B * T, I).index_copy_(0, P.index, _linear(d_z, w_ih.t())).view(B, T, I)
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            # dW_ih = Σ_t dz_t^T x_t and dW_hh = Σ_t dz_t^T h_{t-1}: over all steps in one matmul
+        if ctx.needs_input_grad[0]:  # δx_t = δa_t W_ih, back in the batch's own layout
+            d_x = _unpack(_linear(d_a, w_ih.t()), P, B, T)
+        if any(ctx.needs_input_grad[1:4]):
+            # dW_ih = Σ_t δa_t^T x_t, dW_hh = Σ_t δa_t^T h_{t-1}, db = Σ_t δa_t: one matmul over all steps
             n0 = P.batch_sizes[0] if P.batch_sizes else 0
-            inputs = torch.cat([xs, torch.cat([h0s[:n0], hs.index_select(0, P.prev)])], dim=1)
-            d_w_ih, d_w_hh = _linear_tn(d_z, inputs).split([I, H], dim=1)
-        if ctx.needs_input_grad[3]:  # db = Σ_t dz_t
-            d_b = d_z.sum(0)
+            inputs = xs.new_empty(N, I + H)  # [x_t, h_{t-1}] of every step
+            inputs[:, :I] = xs
+            inputs[:n0, I:] = h0s[:n0]
+            inputs[n0:, I:] = hs.index_select(0, P.prev)
+            d_w, d_b = _linear_grads(d_a, inputs)
+            d_w_ih, d_w_hh = d_w.split([I, H], dim=1)
         d_h0, d_c0 = dh.index_select(0, P.restore), dc.index_select(0, P.restore)  # rows back in batch order
         return d_x, d_w_ih, d_w_hh, d_b, d_h0, d_c0, None
 
 
+def _unpack(packed, P: Packing, B: int, T: int):
+    """Packed rows back to the batch's [B, T, ·] layout, 0 at padded steps."""
+    full = packed.new_empty if packed.shape[0] == B * T else packed.new_zeros  # no padding: nothing to zero
+    return full(B * T, packed.shape[1]).index_copy_(0, P.index, packed).view(B, T, -1)
+
+
+def _activate(a, out):
+    """The gates from their pre-activations a = [a_i, a_f, a_C, a_o]: i, f, o = σ(a), C̄ = tanh(a) = 2σ(2a) - 1
+    (one σ over all four; see _tanh). Written to out, which may be a itself."""
+    H = a.shape[1] // 4
+    a[:, 2 * H : 3 * H].mul_(2)
+    gates = torch.sigmoid(a, out=out)
+    gates[:, 2 * H : 3 * H].mul_(2).sub_(1)
+    return gates
+
+
 def _tanh(x, out):
-    """tanh(x) = 2σ(2x) - 1, into out. Three cheap passes: torch.tanh on CPU goes through the vector math
-    library, which on some CPUs (AMD) runs a generic path 5x slower than σ. Absolute error ~1e-7 in float32."""
+    """tanh(x) = 2σ(2x) - 1, into out. Cheap passes: torch.tanh on CPU goes through the vector math library,
+    which on some CPUs (AMD) takes a generic path 5x slower than σ. Absolute error ~1e-7 in float32."""
     return torch.mul(x, 2, out=out).sigmoid_().mul_(2).sub_(1)
 
 
@@ -309,23 +332,35 @@ def _final_state(packed, initial, P: Packing):
 
 
 def _linear(x, w, bias=None):
-    """x @ w^T + bias."""
+    """x @ w^T + bias (w may come from _prepacked)."""
     if _onednn_ok(x):  # oneDNN wants plain row-major operands
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), w.contiguous(), bias, "none", [None], "")
+        w = w if w.is_mkldnn else w.contiguous()
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), w, bias, "none", [None], "")
     return F.linear(x, w, bias)
 
 
-def _linear_tn(a, b):
-    """a^T @ b (the weight gradients)."""
-    if _onednn_ok(a) and os.environ.get("POEMTUI_ONEDNN_TN", "1") == "1":
-        return torch.ops.mkldnn._linear_pointwise(
-            a.t().contiguous(), b.t().contiguous(), None, "none", [None], ""
-        )
-    return a.t() @ b
+def _prepacked(w, rows: int):
+    """w laid out once for oneDNN (rows: the batch size it will see), for the matmuls of every step."""
+    if _onednn_ok(w):
+        return torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), rows)
+    return w
+
+
+def _linear_grads(dy, x):
+    """dy^T @ x and dy summed over rows: the weight and bias gradients of y = x @ w^T + b."""
+    if _onednn_ok(dy):
+        return _linear_grads_onednn(dy, x)
+    return dy.t() @ x, dy.sum(0)
+
+
+def _linear_grads_onednn(dy, x):
+    """oneDNN's own backward-weights kernel: no transposed copies of dy and x (the weight is only a shape)."""
+    weight_like = dy.new_empty(dy.shape[1], x.shape[1])
+    return torch.ops.aten.mkldnn_linear_backward_weights(dy.to_mkldnn(), x.to_mkldnn(), weight_like, True)
 
 
 def _linear_add(x, w, other):
-    """other + x @ w^T (other is overwritten with the result where that saves a copy)."""
+    """other + x @ w^T (other is overwritten with the result where that saves a copy; w may be prepacked)."""
     if _onednn_ok(x):
         return torch.ops.mkldnn._linear_pointwise.binary(x, other, w, None, "add")
     return other.addmm_(x, w.t())
@@ -343,8 +378,15 @@ def _onednn_works() -> bool:
     try:
         gen = torch.Generator().manual_seed(0)
         x, w, y = (torch.randn(*shape, generator=gen) for shape in ((5, 7), (12, 7), (5, 12)))
-        ours = torch.ops.mkldnn._linear_pointwise.binary(x, y, w, None, "add")
+        packed = torch.ops.mkldnn._reorder_linear_weight(w, 5)
+        added = torch.ops.mkldnn._linear_pointwise.binary(x, y, packed, None, "add")
         plain = torch.ops.mkldnn._linear_pointwise(y, w.t().contiguous(), None, "none", [None], "")
-        return torch.allclose(ours, y + x @ w.t(), atol=1e-5) and torch.allclose(plain, y @ w, atol=1e-5)
+        d_w, d_b = _linear_grads_onednn(y, x)
+        return (
+            torch.allclose(added, y + x @ w.t(), atol=1e-5)
+            and torch.allclose(plain, y @ w, atol=1e-5)
+            and torch.allclose(d_w, y.t() @ x, atol=1e-5)
+            and torch.allclose(d_b, y.sum(0), atol=1e-5)
+        )
     except (AttributeError, RuntimeError):
         return False

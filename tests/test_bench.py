@@ -6,6 +6,9 @@ import sys
 
 import pytest
 
+# Seven processes that import torch (the bench and its memory children): tens of seconds on a busy machine.
+pytestmark = pytest.mark.slow
+
 SIDE_KEYS = {"train_tokens_per_s", "infer_tokens_per_s", "peak_rss_mb", "generation_ms_per_poem"}
 
 

@@ -222,3 +222,34 @@ def test_fused_gradcheck():
         return out, h, c
 
     assert torch.autograd.gradcheck(fn, (x, h0, c0, *params))
+
+
+def test_fused_without_onednn_matches_torch_lstm(monkeypatch):
+    """The plain-torch matmul path (other CPUs, other dtypes, GPUs) in float32, padding included."""
+    monkeypatch.setattr(core.lstm, "_onednn_works", lambda: False)
+    ours, ref = make_pair(5, 6, 2, torch.float32, "fused")
+    x = torch.randn(3, 7, 5)
+    out, (h, c) = ours(x, lengths=torch.tensor([7, 7, 7]))
+    out_r, (h_r, c_r) = ref(x)
+    assert_close(out, out_r, 1e-5, "output")
+    assert_close(h, h_r, 1e-5, "h_n")
+    assert_close(c, c_r, 1e-5, "c_n")
+
+
+def test_inference_without_autograd_gives_the_same_numbers():
+    ours, _ = make_pair(4, 5, 2, torch.float32, "fused")
+    x, lengths = torch.randn(3, 6, 4), torch.tensor([6, 0, 4])
+    state = (torch.randn(2, 3, 5), torch.randn(2, 3, 5))
+    with_grad, (h, c) = ours(x, state, lengths=lengths)
+    with torch.no_grad():
+        without, (h2, c2) = ours(x, state, lengths=lengths)
+    assert torch.equal(with_grad, without) and torch.equal(h, h2) and torch.equal(c, c2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_fused_matches_autograd_on_cuda():
+    lengths = torch.tensor([3, 8, 1, 6, 8])
+    with torch.device("cuda"):
+        results = run_both(2, lengths.cuda(), with_state=True)
+    for name, expected in results["autograd"].items():
+        assert_close(results["fused"][name], expected, 1e-10, name)
