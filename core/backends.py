@@ -15,11 +15,10 @@ from torch import nn
 
 from core import checkpoint as ck
 from core import distributed as dist
+from core.config import OPTIMIZERS
 from core.errors import CheckpointError, PoemError
 from core.evaluate import score_poems
-from core.model import ModelConfig, PoetryLM, masked_cross_entropy
-
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw")
+from core.model import ModelConfig, PoetryLM, token_cross_entropy
 
 
 def make_torch_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
@@ -43,6 +42,20 @@ def make_torch_optimizer(name: str, params, lr: float, momentum: float, weight_d
     raise PoemError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """ "auto": bfloat16 autocast where the hardware computes it natively (AVX512-BF16/AMX, or a CUDA GPU
+    with bf16), float32 elsewhere (emulated bf16 would be slower than float32)."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    native = (
+        getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    )
+    return "bf16" if native else "fp32"
+
+
 def _with_tied(state: dict, tied: bool) -> dict:
     return {**state, "head.weight": state["embedding.weight"]} if tied else state
 
@@ -61,9 +74,11 @@ class TorchBackend:
         weight_decay: float,
         clip: float,
         device: torch.device,
+        precision: str = "fp32",
     ):
         self.device = device
         self.clip = clip
+        self.bf16 = precision == "bf16"  # autocast: the output layer's matmuls in bfloat16, the rest float32
         self.model = PoetryLM(mcfg).to(device)
         self.optimizer = make_torch_optimizer(optimizer, self.model.parameters(), lr, momentum, weight_decay)
         self.net = self.model  # what the forward pass calls: the model, or its DDP wrapper
@@ -82,8 +97,9 @@ class TorchBackend:
     def train_step(self, batch) -> tuple[float, float] | None:
         """One optimizer step; None when the loss or the gradient is not finite (the step is skipped)."""
         self.model.train()
-        logits, _ = self.net(batch.inputs, lengths=batch.lengths)
-        loss = masked_cross_entropy(logits, batch.targets, batch.mask)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits, _ = self.net(batch.inputs, lengths=batch.lengths, mask=batch.mask)
+        loss = token_cross_entropy(logits, batch.targets[batch.mask])
         self.optimizer.zero_grad(set_to_none=True)
         if not dist.all_finite(loss.detach()):
             return None

@@ -15,9 +15,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from core import distributed as dist
 from core.cli import ArgumentParser, run
-from core.trainer import OPTIMIZERS, PRESETS, StopRequested, TrainConfig, Trainer, default_run_name
+from core.config import OPTIMIZERS, PRESETS, StopRequested, TrainConfig, default_run_name
 
 EXIT_FOR = {"interrupted": 130, "terminated": 143}
 
@@ -37,6 +36,8 @@ HELP = {
     "optimizer": "one of " + ", ".join(OPTIMIZERS),
     "lr": "learning rate (default: per optimizer, see docs/REPORT.md)",
     "clip": "max global gradient norm (0: no clipping)",
+    "lr_schedule": "plateau (halve the LR when dev loss stalls) or cosine (to lr/100 over the epochs)",
+    "precision": "fp32, bf16 (output layer in bfloat16 autocast; evaluation stays fp32) or auto",
     "lr_factor": "multiply the LR by this when dev loss stops improving",
     "lr_patience": "evaluations without improvement before the LR is reduced",
     "patience": "evaluations without a better dev perplexity before stopping early (0: never)",
@@ -82,6 +83,8 @@ CHOICES = {
     "seq_mode": ("poem", "stream"),
     "backend": ("torch", "numpy"),
     "lstm_impl": ("fused", "autograd"),
+    "lr_schedule": ("plateau", "cosine"),
+    "precision": ("auto", "fp32", "bf16"),
 }
 
 
@@ -243,6 +246,16 @@ class LiveDisplay:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop = StopRequested()
+
+    def on_signal(signum, _frame):
+        stop.set("interrupted" if signum == signal.SIGINT else "terminated")
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+
+    # First thing, before torch loads: a Stop that arrives during start-up is honoured, not a traceback.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     if getattr(args, "resume", None):
@@ -251,14 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.validate()
         run_dir = getattr(args, "run_dir", None) or args.checkpoints / default_run_name(cfg)
 
-    stop = StopRequested()
-
-    def on_signal(signum, _frame):
-        stop.set("interrupted" if signum == signal.SIGINT else "terminated")
-        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    from core import distributed as dist
+    from core.trainer import Trainer
 
     trainer = Trainer(cfg, run_dir, resume=getattr(args, "resume", None), stop=stop)
     for flag in trainer.ignored_flags:

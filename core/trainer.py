@@ -9,12 +9,10 @@ early-stopping counter. Batches depend only on (seed, epoch), so a resumed run s
 from __future__ import annotations
 
 import math
-import os
 import random
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,201 +20,20 @@ import torch
 
 from core import checkpoint as ck
 from core import distributed as dist
-from core.backends import OPTIMIZERS, NumpyBackend, TorchBackend
+from core.backends import NumpyBackend, TorchBackend, resolve_precision
+from core.config import (  # noqa: F401  (re-exported: the CLI, the workbench and tests import them here)
+    DEFAULT_LR,
+    OPTIMIZERS,
+    PRESETS,
+    StopRequested,
+    TrainConfig,
+    default_run_name,
+    validate_fields,
+)
 from core.corpus import load_corpus, poem_batches, stream_batches
 from core.corpus.vocab import UNK
 from core.errors import CheckpointError, PoemError
 from core.evaluate import result_from_sums
-from core.model import ModelConfig
-
-# Learning rates chosen by the sweep in docs/REPORT.md (python -m core.experiments optimizers).
-DEFAULT_LR = {
-    "sgd": 1.0,
-    "momentum": 0.1,
-    "nesterov": 0.1,
-    "adagrad": 0.05,
-    "adadelta": 1.0,
-    "rmsprop": 1e-3,
-    "adam": 2e-3,
-    "adamw": 2e-3,
-}
-
-
-@dataclass
-class TrainConfig:
-    # data
-    corpus: str = "quantangshi"
-    script: str = "simplified"
-    forms: str | None = None  # None: the corpus's default ("regular" for quantangshi)
-    min_freq: int = 1
-    unk_rate: float = (
-        0.0  # replace train characters seen once with <unk> at this rate (learns where OOV goes)
-    )
-    seq_mode: str = "poem"  # "poem": one poem per row, bucketed; "stream": poems joined, crops of seq_len
-    seq_len: int = 64
-    batch_size: int = 64
-    # model
-    embed_size: int = 256
-    hidden_size: int = 512
-    num_layers: int = 2
-    dropout: float = 0.2
-    tie_weights: bool = False
-    init: str = "default"
-    lstm_impl: str = "fused"
-    # optimisation
-    optimizer: str = "adam"
-    lr: float | None = None  # None: DEFAULT_LR[optimizer]
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    clip: float = 1.0  # max global gradient norm; 0 disables clipping
-    lr_factor: float = 0.5  # ReduceLROnPlateau on dev loss
-    lr_patience: int = 0
-    max_bad_steps: int = 5  # consecutive non-finite losses/gradients before giving up
-    # schedule
-    epochs: int = 20
-    patience: int = 3  # evaluations without a better dev perplexity before stopping
-    eval_every: int = 0  # batches between evaluations; 0: at the end of every epoch only
-    save_every: int = 1  # save a checkpoint at every k-th evaluation (and always at the end)
-    keep: int = 3  # besides best and last, keep the newest k checkpoints
-    max_minutes: float = 0.0  # 0: no limit
-    max_steps: int = 0  # 0: no limit (stop after this many optimizer steps in total)
-    seed: int = 2019
-    device: str = "auto"
-    backend: str = "torch"  # "torch" (autograd through our LSTM) or "numpy" (hand-derived gradients)
-    sample_on_eval: bool = True  # a sample poem at every evaluation, for the live view
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-    def model_config(self, vocab_size: int) -> ModelConfig:
-        return ModelConfig(
-            vocab_size=vocab_size,
-            embed_size=self.embed_size,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            dropout=self.dropout,
-            tie_weights=self.tie_weights,
-            lstm_impl=self.lstm_impl,
-            init=self.init,
-        )
-
-    def validate(self) -> None:
-        """Refuse impossible settings with one line (the TUI's form uses the same checks)."""
-        problems = validate_fields(self.to_dict())
-        if problems:
-            field_name, message = next(iter(problems.items()))
-            raise PoemError(f"--{field_name.replace('_', '-')}: {message}")
-
-
-def validate_fields(d: dict) -> dict[str, str]:
-    """field -> problem, for every invalid training setting (empty when all is well)."""
-    problems: dict[str, str] = {}
-
-    def need(name: str, ok: bool, message: str) -> None:
-        if name in d and not ok and name not in problems:
-            problems[name] = message
-
-    def positive(name: str, allow_zero: bool = False) -> None:
-        if name in d:
-            v = d[name]
-            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            ok = ok and (v >= 0 if allow_zero else v > 0)
-            need(name, ok, "must be ≥ 0" if allow_zero else "must be > 0")
-
-    for name in ("batch_size", "embed_size", "hidden_size", "num_layers", "epochs", "seq_len"):
-        positive(name)
-        need(name, isinstance(d.get(name), int), "must be a whole number")
-    for name in ("patience", "eval_every", "keep", "max_steps", "lr_patience", "min_freq"):
-        positive(name, allow_zero=True)
-    positive("save_every")
-    need(
-        "unk_rate",
-        isinstance(d.get("unk_rate", 0), int | float) and 0 <= d.get("unk_rate", 0) <= 1,
-        "must be in [0, 1]",
-    )
-    for name in ("weight_decay", "clip", "max_minutes"):
-        positive(name, allow_zero=True)
-    if d.get("lr") is not None:
-        positive("lr")
-    need(
-        "dropout",
-        isinstance(d.get("dropout"), int | float) and 0 <= d.get("dropout", 0) < 1,
-        "must be in [0, 1)",
-    )
-    need(
-        "lr_factor",
-        isinstance(d.get("lr_factor"), int | float) and 0 < d.get("lr_factor", 0.5) < 1,
-        "must be in (0, 1) (a constant LR: a large --lr-patience)",
-    )
-    need("optimizer", d.get("optimizer") in OPTIMIZERS, f"choose one of {', '.join(OPTIMIZERS)}")
-    need("seq_mode", d.get("seq_mode") in ("poem", "stream"), "choose poem or stream")
-    need("backend", d.get("backend") in ("torch", "numpy"), "choose torch or numpy")
-    need(
-        "device",
-        d.get("device") in ("auto", "cpu", "cuda") or str(d.get("device", "")).startswith("cuda:"),
-        "choose auto, cpu or cuda",
-    )
-    need("lstm_impl", d.get("lstm_impl") in ("fused", "autograd"), "choose fused or autograd")
-    from core.model import INIT_SCHEMES
-
-    need("init", d.get("init") in INIT_SCHEMES, f"choose one of {', '.join(INIT_SCHEMES)}")
-    if d.get("tie_weights"):
-        need("tie_weights", d.get("embed_size") == d.get("hidden_size"), "needs embed size == hidden size")
-    return problems
-
-
-PRESETS: dict[str, dict] = {
-    # The assignment's setting on 唐诗三百首: batch 30, hidden 256, one poem per sequence.
-    "tang300": dict(
-        corpus="tang300",
-        batch_size=30,
-        embed_size=256,
-        hidden_size=256,
-        num_layers=1,
-        dropout=0.5,
-        tie_weights=True,  # 256 poems: sharing input and output embeddings is the best regulariser here
-        unk_rate=0.5,  # 5% of dev characters never occur in train; <unk> must carry probability
-        optimizer="adam",
-        lr=3e-3,
-        weight_decay=0.0,
-        epochs=60,
-        patience=4,
-        eval_every=0,
-    ),
-    # The workbench default: 全唐诗's regular poems.
-    "quantangshi": dict(
-        corpus="quantangshi",
-        batch_size=64,
-        embed_size=256,
-        hidden_size=512,
-        num_layers=2,
-        dropout=0.2,
-        optimizer="adam",
-        lr=2e-3,
-        epochs=20,
-        patience=3,
-        eval_every=200,
-    ),
-    # Shows real learning within a few minutes on a 2-core CPU.
-    "quick": dict(
-        corpus="tang300",
-        batch_size=30,
-        embed_size=128,
-        hidden_size=128,
-        num_layers=1,
-        dropout=0.3,
-        optimizer="adam",
-        lr=5e-3,
-        epochs=15,
-        patience=3,
-        eval_every=0,
-    ),
-}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -244,21 +61,6 @@ def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
     cuda = [tensors[k].cpu() for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
-
-
-class StopRequested:
-    """Set from a signal handler or the UI; the trainer checks it between batches."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.reason = ""
-
-    def set(self, reason: str = "interrupted") -> None:
-        self.reason = self.reason or reason
-        self._event.set()
-
-    def __bool__(self) -> bool:
-        return self._event.is_set()
 
 
 @dataclass
@@ -324,12 +126,28 @@ class Trainer:
         mcfg = cfg.model_config(len(self.vocab))
         lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.optimizer]
         args = (mcfg, cfg.optimizer, lr, cfg.momentum, cfg.weight_decay, cfg.clip, self.device)
-        self.backend = NumpyBackend(*args, seed=cfg.seed) if cfg.backend == "numpy" else TorchBackend(*args)
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.backend.lr_holder, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience
-        )
+        if cfg.backend == "numpy":
+            self.backend = NumpyBackend(*args, seed=cfg.seed)
+            self.precision = "fp32"
+        else:
+            self.precision = resolve_precision(cfg.precision, self.device)
+            self.backend = TorchBackend(*args, precision=self.precision)
+        self.scheduler = self._make_scheduler()
         if ckpt is not None:
             self._restore(ckpt)
+
+    def _make_scheduler(self):
+        c, holder = self.cfg, self.backend.lr_holder
+        if c.lr_schedule == "cosine":
+            total = max(c.epochs * len(self.batches_for(0)), 1)
+
+            def factor(step: int) -> float:  # cosine from 1 to 0.01 over all the epochs' steps
+                return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+            return torch.optim.lr_scheduler.LambdaLR(holder, factor)
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            holder, mode="min", factor=c.lr_factor, patience=c.lr_patience
+        )
 
     @property
     def model(self):
@@ -375,6 +193,7 @@ class Trainer:
             "rng": {"python": random.getstate()},
             "backend": self.cfg.backend,
             "device": str(self.device),
+            "precision": self.precision,
             "world_size": self.world,
         }
 
@@ -542,6 +361,9 @@ class Trainer:
                 bad_in_a_row = 0
                 loss, grad_norm = out
                 p.step += 1
+                if self.cfg.lr_schedule == "cosine":
+                    self.scheduler.step()
+                    self.backend.sync_lr()
                 p.tokens_seen += batch.tokens * self.world
                 window_tokens += batch.tokens * self.world
                 self._train_losses.append(loss)
@@ -624,8 +446,9 @@ class Trainer:
             p.bad_evals = 0
         else:
             p.bad_evals += 1
-        self.scheduler.step(dev["dev_loss"] if math.isfinite(dev["dev_loss"]) else math.inf)
-        self.backend.sync_lr()
+        if c.lr_schedule == "plateau":
+            self.scheduler.step(dev["dev_loss"] if math.isfinite(dev["dev_loss"]) else math.inf)
+            self.backend.sync_lr()
         if improved or p.evals % c.save_every == 0:
             self.save(dev, best=improved)
         return c.patience > 0 and p.bad_evals >= c.patience
@@ -690,9 +513,3 @@ def _check_same_corpus(ckpt: ck.Checkpoint, corpus, min_freq: int) -> None:
             f"{str(was.get('fingerprint'))[:12]} -> {corpus.fingerprint[:12]}; trained with "
             f"|V|={len(ckpt.vocab)}, this corpus has {now}); resume needs the same corpus"
         )
-
-
-def default_run_name(cfg: TrainConfig) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    corpus = Path(cfg.corpus).stem if os.sep in cfg.corpus else cfg.corpus
-    return f"{stamp}-{corpus}-{cfg.optimizer}"

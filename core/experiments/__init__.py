@@ -6,7 +6,16 @@ commands still to run, each an ordinary run folder under <checkpoints>/experimen
 """
 
 from core.experiments.optimizers import Plan, optimizer_specs, plan_optimizer_runs, sweep_specs
-from core.experiments.runs import FINISHED, LR_GRID, Budget, RunSpec, run_state, summarize
+from core.experiments.runs import (
+    FINISHED,
+    LR_GRID,
+    Budget,
+    PlannedRun,
+    RunSpec,
+    experiment_lock,
+    run_state,
+    summarize,
+)
 from core.experiments.symmetry import InitSettings, run_init_experiment
 
 __all__ = [
@@ -15,7 +24,9 @@ __all__ = [
     "Budget",
     "InitSettings",
     "Plan",
+    "PlannedRun",
     "RunSpec",
+    "experiment_lock",
     "optimizer_specs",
     "plan_optimizer_runs",
     "run_init_experiment",

@@ -13,13 +13,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.backends import OPTIMIZERS
+from core.config import DEFAULT_LR, OPTIMIZERS, PRESETS, TrainConfig
 from core.errors import PoemError
 from core.experiments.runs import (
     LR_GRID,
     Budget,
+    PlannedRun,
     RunSpec,
-    argv_for,
     choose_lr,
     default_eval_every,
     default_preset,
@@ -28,7 +28,6 @@ from core.experiments.runs import (
     run_all,
     run_state,
 )
-from core.trainer import DEFAULT_LR, PRESETS, TrainConfig
 
 NEVER = 1_000_000  # --lr-patience that never runs out: the learning rate stays constant
 
@@ -165,13 +164,14 @@ def plan_optimizer_runs(
     lrs: dict[str, float] | None = None,
     checkpoints: Path = Path("checkpoints"),
     **plan_fields,
-) -> list[list[str]]:
-    """The `python -m core.train ...` commands still to run for the comparison (for the workbench).
+) -> list[PlannedRun]:
+    """The runs still to do for the comparison, in order (for the workbench).
 
-    Each list is a complete argv (the Python interpreter first); a run already done or failed is left out,
-    a run with a last.safetensors but no `done` is resumed. Append `--events jsonl` (or `--quiet`) to choose
-    the output; each run writes its own metrics.jsonl in its folder either way. Running them one after the
-    other, in this order, is what `python -m core.experiments optimizers` does.
+    Each has `.argv`, a complete `python -m core.train ...` command (append `--events jsonl` or `--quiet`);
+    call its `.prepare()` before launching it and `.finished(returncode, message)` after. A run already
+    done or failed is left out; a run with a last.safetensors but no `done` is resumed. Running them one
+    after the other, in this order, holding `experiment_lock(...)`, is what
+    `python -m core.experiments optimizers` does.
     """
     plan = Plan(
         corpus=corpus,
@@ -179,12 +179,12 @@ def plan_optimizer_runs(
         checkpoints=Path(checkpoints),
         **plan_fields,
     )
-    commands = []
+    todo = []
     for spec in optimizer_specs(plan, optimizers, lrs):
-        argv = argv_for(spec, run_state(spec))
-        if argv is not None:
-            commands.append(argv)
-    return commands
+        state = run_state(spec)
+        if state in ("start", "resume"):
+            todo.append(PlannedRun(spec, state))
+    return todo
 
 
 def cpu_name() -> str:

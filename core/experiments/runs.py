@@ -22,9 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.backends import OPTIMIZERS
+from core.config import OPTIMIZERS, PRESETS
 from core.errors import PoemError
-from core.trainer import PRESETS
 
 # A run whose last event is `done` with one of these statuses has finished its budget.
 FINISHED = ("finished", "max_steps", "time_limit", "early_stopped")
@@ -315,17 +314,48 @@ def clear_run(spec: RunSpec) -> None:
 # --- launching ---------------------------------------------------------------------------------------------
 
 
+@dataclass
+class PlannedRun:
+    """One run an experiment still needs, for whoever launches it (core.experiments, or the workbench).
+
+    `argv` is the `python -m core.train` command; call `prepare()` just before starting it and
+    `finished(returncode, message)` when it has exited, so that the bookkeeping is the same whoever
+    launches: a fresh start clears what a killed run left, the run's settings are recorded (a later plan
+    with other settings is refused), and a run that failed for good (exit 2) is skipped afterwards."""
+
+    spec: RunSpec
+    state: str  # "start" or "resume"
+
+    @property
+    def argv(self) -> list[str]:
+        argv = argv_for(self.spec, self.state)
+        assert argv is not None
+        return argv
+
+    @property
+    def run_dir(self) -> Path:
+        return self.spec.run_dir
+
+    def prepare(self) -> None:
+        if self.state == "start":
+            clear_run(self.spec)
+        write_record(self.spec, failed=None)
+
+    def finished(self, returncode: int, message: str = "") -> None:
+        if returncode == 2:  # a user-level failure (e.g. diverged): rerunning would do the same
+            tail = _last_line(self.spec.run_dir / "stderr.txt")
+            write_record(self.spec, failed=message or tail or "core.train exited with status 2")
+
+
 def launch(spec: RunSpec, state: str, on_event: Callable[[dict], None] | None = None) -> dict:
     """Run one child `core.train` to the end; returns {"returncode", "message"}.
 
     Ctrl-C reaches the child too (same process group): it saves a checkpoint and exits 130; we then stop
     the whole experiment, and the next invocation resumes this run.
     """
-    if state == "start":
-        clear_run(spec)
-    argv = argv_for(spec, state)
-    assert argv is not None
-    write_record(spec, failed=None)
+    planned = PlannedRun(spec, state)
+    planned.prepare()
+    argv = planned.argv
     with open(spec.run_dir / "stderr.txt", "a", encoding="utf-8") as err:
         proc = subprocess.Popen(
             [*argv, "--events", "jsonl"], stdout=subprocess.PIPE, stderr=err, text=True, encoding="utf-8"
@@ -354,10 +384,8 @@ def launch(spec: RunSpec, state: str, on_event: Callable[[dict], None] | None = 
             _CHILDREN.discard(proc)
     if proc.returncode in (130, 143, -signal.SIGINT, -signal.SIGTERM):
         raise KeyboardInterrupt
-    if proc.returncode == 2:  # a user-level failure (e.g. diverged): rerunning would do the same
-        tail = _last_line(spec.run_dir / "stderr.txt")
-        write_record(spec, failed=message or tail or "core.train exited with status 2")
-    elif proc.returncode != 0:
+    planned.finished(proc.returncode, message)
+    if proc.returncode not in (0, 2):
         tail = _last_line(spec.run_dir / "stderr.txt")
         message = message or tail or f"core.train exited with status {proc.returncode}"
     return {"returncode": proc.returncode, "message": message}
@@ -419,6 +447,11 @@ def launch_parallel(todo: list, jobs: int) -> dict[str, dict]:
                     proc.send_signal(signal.SIGINT)  # each saves a checkpoint; its thread then ends
             raise
     return launched
+
+
+def experiment_lock(checkpoints: Path, experiment: str, corpus: str):
+    """The lock `python -m core.experiments` holds while it trains an experiment (a context manager)."""
+    return exclusive({experiment_dir(checkpoints, experiment, corpus)})
 
 
 @contextlib.contextmanager
