@@ -615,10 +615,11 @@ def _number(value: Any) -> bool:
 
 
 def _plain(value: Any) -> bool:
-    """A JSON scalar or a list of numbers: what optimizer and scheduler settings are made of."""
+    """A JSON scalar or a list of numbers (or nulls: LambdaLR stores its lambdas as None): what optimizer
+    and scheduler settings are made of."""
     if _number(value) or value is None or isinstance(value, str | bool):
         return True
-    return isinstance(value, list) and all(_number(v) for v in value)
+    return isinstance(value, list) and all(_number(v) or v is None for v in value)
 
 
 def _check_optimizer_info(opt: dict, name: str) -> None:
@@ -653,12 +654,13 @@ SCHEDULER_NUMBERS = (
 
 
 def _check_scheduler(state: dict, name: str) -> None:
-    """ReduceLROnPlateau.load_state_dict sets attributes from this dict: no key may replace a method
-    (`step: 5` would), and the numbers it computes with must be numbers."""
-    from torch.optim.lr_scheduler import ReduceLROnPlateau
+    """A scheduler's load_state_dict sets attributes from this dict (ReduceLROnPlateau, LambdaLR): no key
+    may replace a method (`step: 5` would), and the numbers it computes with must be numbers."""
+    from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
     for key, value in state.items():
-        shadows = key.startswith("__") or key == "optimizer" or hasattr(ReduceLROnPlateau, key)
+        method = any(callable(getattr(cls, key, None)) for cls in (ReduceLROnPlateau, LambdaLR))
+        shadows = key.startswith("__") or key == "optimizer" or method
         if shadows or not _plain(value) or (key in SCHEDULER_NUMBERS and not _number(value)):
             raise CheckpointError(f"{name}: malformed scheduler state ({_short(key)})")
     modes = (state.get("mode", "min"), state.get("threshold_mode", "rel"))

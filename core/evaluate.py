@@ -14,7 +14,7 @@ import torch
 
 from core.corpus import poem_batches
 from core.corpus.vocab import UNK
-from core.model import masked_cross_entropy
+from core.model import token_cross_entropy
 
 
 @dataclass
@@ -39,8 +39,8 @@ def score_poems(
     with torch.inference_mode():
         for batch in poem_batches(encoded, batch_size, seed=0, epoch=0, shuffle=False, bucket=True):
             batch = batch.to(device)
-            logits, _ = model(batch.inputs, lengths=batch.lengths)
-            total += float(masked_cross_entropy(logits, batch.targets, batch.mask, reduction="sum"))
+            logits, _ = model(batch.inputs, lengths=batch.lengths, mask=batch.mask)
+            total += float(token_cross_entropy(logits, batch.targets[batch.mask], reduction="sum"))
             tokens += int(batch.mask.sum())
             unk += int(((batch.targets == UNK) & batch.mask).sum())
     model.train(was_training)

@@ -85,12 +85,15 @@ class LSTM(nn.Module):
             run_layer = functools.partial(_layer_autograd, lengths=lengths)
         h_n, c_n = [], []
         out = x
-        for k in range(L):
-            if k > 0 and self.dropout > 0 and self.training:
-                out = F.dropout(out, self.dropout, training=True)
-            out, (h, c) = run_layer(out, *self.layer_weights(k), h0[k], c0[k])
-            h_n.append(h)
-            c_n.append(c)
+        # The recurrence runs in the inputs' own precision: an enclosing autocast must not turn the cell
+        # state or the hand-written backward's matmuls into bfloat16 behind its back.
+        with torch.autocast(x.device.type, enabled=False):
+            for k in range(L):
+                if k > 0 and self.dropout > 0 and self.training:
+                    out = F.dropout(out, self.dropout, training=True)
+                out, (h, c) = run_layer(out, *self.layer_weights(k), h0[k], c0[k])
+                h_n.append(h)
+                c_n.append(c)
         return out, (torch.stack(h_n), torch.stack(c_n))
 
 

@@ -51,23 +51,33 @@ class PoetryLM(nn.Module):
             self.head.weight = self.embedding.weight
         init_weights(self, cfg.init)
 
-    def forward(self, inputs, lengths=None, state=None):
-        """inputs [B, T] token ids -> logits [B, T, V] and the LSTM state (h, c), each [L, B, H]."""
+    def forward(self, inputs, lengths=None, state=None, mask=None):
+        """inputs [B, T] token ids -> logits [B, T, V] and the LSTM state (h, c), each [L, B, H].
+
+        With `mask` [B, T], only the positions where it is True reach the output layer: logits [N, V] in
+        row-major order of the mask. Training and evaluation use this: the largest matmul of the model
+        then skips padding, and no [B, T, V] gradient has to be scattered back."""
         x = self.drop(self.embedding(inputs))
         out, state = self.lstm(x, state=state, lengths=lengths)
+        if mask is not None:
+            out = out[mask]
         return self.head(self.drop(out)), state
 
     def loss(self, batch, reduction: str = "mean"):
         """Cross-entropy over the real targets of a Batch ("mean" per token, or "sum")."""
-        logits, _ = self(batch.inputs, lengths=batch.lengths)
-        return masked_cross_entropy(logits, batch.targets, batch.mask, reduction)
+        logits, _ = self(batch.inputs, lengths=batch.lengths, mask=batch.mask)
+        return token_cross_entropy(logits, batch.targets[batch.mask], reduction)
+
+
+def token_cross_entropy(logits, targets, reduction: str = "mean"):
+    """Cross-entropy of logits [N, V] against targets [N], in float32 whatever the logits' precision."""
+    total = F.cross_entropy(logits.float(), targets, reduction="sum")
+    return total / max(targets.numel(), 1) if reduction == "mean" else total
 
 
 def masked_cross_entropy(logits, targets, mask, reduction: str = "mean"):
     """Cross-entropy over positions where mask is True; padding never counts (DESIGN.md §4)."""
-    picked = logits[mask]
-    total = F.cross_entropy(picked.float(), targets[mask], reduction="sum")
-    return total / max(int(mask.sum()), 1) if reduction == "mean" else total
+    return token_cross_entropy(logits[mask], targets[mask], reduction)
 
 
 # --- initialisation -------------------------------------------------------------------------------------
@@ -80,8 +90,13 @@ def _per_gate(weight: torch.Tensor, fn) -> None:
 
 
 def _init_default(model: PoetryLM) -> None:
-    """Xavier input weights, orthogonal recurrent weights, forget-gate bias 1 (Jozefowicz et al. 2015)."""
-    nn.init.normal_(model.embedding.weight, std=0.1)
+    """Xavier input weights, orthogonal recurrent weights, forget-gate bias 1 (Jozefowicz et al. 2015).
+
+    Embeddings are N(0, 1), the unit-variance inputs Xavier's scaling assumes: with std 0.1 the gates of
+    a 2-layer LSTM barely see the input and training sits on the unigram plateau for hundreds of steps
+    (measured: loss 6.30 vs 5.91 after 200 steps on quantangshi). A tied embedding is also the output
+    matrix, whose logits must start small: it keeps std 0.1."""
+    nn.init.normal_(model.embedding.weight, std=0.1 if model.cfg.tie_weights else 1.0)
     for name, p in model.lstm.named_parameters():
         if name.startswith("weight_ih"):
             _per_gate(p, nn.init.xavier_uniform_)
