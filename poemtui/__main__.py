@@ -21,6 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.checkpoints.exists() and not args.checkpoints.is_dir():
         parser.error(f"--checkpoints {args.checkpoints}: not a folder")
+    from core.cli import fail
+    from core.errors import PoemError
+    from core.versions import require_torch
+
+    try:
+        require_torch()  # before torch is imported: an old one must not even load a checkpoint
+    except PoemError as exc:
+        fail(str(exc))
     if sys.stderr.isatty():
         sys.stderr.write("poemtui: loading torch…\r")
         sys.stderr.flush()

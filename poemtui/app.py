@@ -9,21 +9,23 @@ computes anything: training is `python -m core.train` in a child process, sampli
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-import torch
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from core.trainer import TrainConfig, default_run_name
-from poemtui.catalog import CheckpointEntry
+from core.config import TrainConfig, default_run_name
+from core.errors import PoemError
+from poemtui.catalog import CheckpointEntry, has_checkpoints
 from poemtui.messages import TrainingChanged
 from poemtui.screens.checkpoints import CheckpointsScreen
 from poemtui.screens.confirm import ConfirmScreen
@@ -32,7 +34,26 @@ from poemtui.screens.train_form import TrainFormScreen
 from poemtui.screens.train_live import LiveScreen
 from poemtui.screens.welcome import WelcomeScreen
 from poemtui.train_options import preset_values, train_options
-from poemtui.training import DONE_TEXT, RunState, TrainingJob, train_command
+from poemtui.training import DONE_TEXT, RunState, TrainingJob, command_target, train_command
+
+# The optimizer comparison of the palette: core.experiments' own plan, on a budget a 2-core CPU trains in
+# about a minute per optimizer (the tang300 preset model; `python -m core.experiments` takes larger ones).
+EXPERIMENT_CORPUS = "tang300"
+EXPERIMENT_STEPS = 180
+
+
+@dataclass
+class Experiment:
+    """A sequence of training runs the app launches one after another (each an ordinary run)."""
+
+    title: str
+    todo: list  # core.experiments PlannedRun: the runs not started yet
+    total: int
+    lock: contextlib.ExitStack  # core.experiments' folder lock, held until the sequence ends
+    started: int = 0
+    names: list[str] = field(default_factory=list)
+    stopped: bool = False  # the user stopped the run: the sequence ends with it
+    current: object = None  # the PlannedRun training now
 
 
 class PoemApp(App):
@@ -70,7 +91,15 @@ class PoemApp(App):
         self.job: TrainingJob | None = None
         self.generate_path: Path | None = None
         self.resume_request: CheckpointEntry | None = None
-        self.cuda_available = torch.cuda.is_available()
+        self.experiment: Experiment | None = None
+        self.experiment_steps = EXPERIMENT_STEPS
+
+    @functools.cached_property
+    def cuda_available(self) -> bool:
+        """Asked only when the form says cuda: torch may initialise its CUDA runtime (not at start-up)."""
+        import torch
+
+        return torch.cuda.is_available()
 
     # --- start-up ---------------------------------------------------------------------------------------
 
@@ -109,13 +138,16 @@ class PoemApp(App):
             )
             return False
         run_dir = resume.parent if resume is not None else self.new_run_dir(run_name, options)
-        self.run_state = RunState(run_dir=run_dir, resume=resume)
-        command = train_command(self.python, run_dir, options, resume=resume)
+        self.launch(train_command(self.python, run_dir, options, resume=resume), run_dir, resume)
+        return True
+
+    def launch(self, command: list[str], run_dir: Path, resume: Path | None, series: str = "") -> None:
+        """Start one `core.train --events jsonl` child: its run becomes the app's run, the Live screen's."""
+        self.run_state = RunState(run_dir=run_dir, resume=resume, series=series)
         self.run_state.args = command
         self.job = TrainingJob(self.run_state, command, on_change=self._training_event)
         self._run_job(self.job)
         self.switch_mode("live")
-        return True
 
     @work(group="training", exit_on_error=False)
     async def _run_job(self, job: TrainingJob) -> None:
@@ -129,6 +161,8 @@ class PoemApp(App):
         return path
 
     def stop_training(self) -> None:
+        if self.experiment is not None:
+            self.experiment.stopped = True
         if self.job is not None:
             self.job.stop()
 
@@ -142,6 +176,8 @@ class PoemApp(App):
                 notify(message.kind)
         if message.kind == "exit" and self.run_state is not None:
             self._announce_end(self.run_state)
+            if self.experiment is not None:
+                self._experiment_next(self.run_state)
 
     def _announce_end(self, s: RunState) -> None:
         if s.status == "failed":
@@ -149,6 +185,100 @@ class PoemApp(App):
         else:
             best = f"best dev perplexity {s.best_dev_ppl:.2f}" if s.best_dev_ppl else ""
             self.notify(best, title=f"Training {DONE_TEXT.get(s.status, s.status).split(':')[0]}", timeout=8)
+
+    # --- experiments: a sequence of runs ------------------------------------------------------------------
+
+    def start_optimizer_experiment(self) -> None:
+        """Compare the optimizers on tang300: core.experiments' plan, one run after another in the app.
+
+        The plan holds only the runs still to do (finished ones are skipped, interrupted ones resume), so
+        launching it again after a stop carries on where it stopped."""
+        if self.training_live:
+            self.notify(
+                "stop the current run first (ctrl+l, then s)",
+                title="A run is in progress",
+                severity="warning",
+            )
+            return
+        from core.experiments import experiment_lock, plan_optimizer_runs
+        from core.experiments.runs import experiment_dir
+
+        lock = contextlib.ExitStack()
+        try:
+            lock.enter_context(experiment_lock(self.checkpoints_dir, "optimizers", EXPERIMENT_CORPUS))
+            todo = plan_optimizer_runs(
+                EXPERIMENT_CORPUS,
+                budget_steps=self.experiment_steps,
+                checkpoints=self.checkpoints_dir,
+                python=self.python,
+            )
+        except PoemError as exc:
+            lock.close()
+            self.notify(str(exc), title="Experiment not started", severity="error", timeout=12)
+            return
+        folder = experiment_dir(self.checkpoints_dir, "optimizers", EXPERIMENT_CORPUS)
+        if not todo:
+            lock.close()
+            self.notify(
+                f"every run in {folder} is done: compare their curves in the browser (ctrl+o)",
+                title="Experiment already complete",
+                timeout=10,
+            )
+            return
+        names = [run.run_dir.name for run in todo]
+        resumed = sum(run.state == "resume" for run in todo)
+        self.notify(
+            f"{len(todo)} runs, one after another: {', '.join(names)}"
+            f"{f' ({resumed} resumed)' if resumed else ''}. The tang300 model, {self.experiment_steps} steps "
+            f"each, in {folder}. Stop (s on the Live screen) ends the sequence; launch it again to "
+            "carry on.",
+            title="Experiments: compare optimizers on tang300",
+            timeout=15,
+        )
+        self.experiment = Experiment(folder.name, todo, total=len(todo), lock=lock, names=names)
+        self._experiment_launch()
+
+    def _experiment_launch(self) -> None:
+        exp = self.experiment
+        assert exp is not None and exp.todo
+        run = exp.current = exp.todo.pop(0)
+        exp.started += 1
+        run.prepare()
+        run_dir, resume = command_target(run.argv)
+        series = f"{exp.title}, run {exp.started} of {exp.total}"
+        self.launch([*run.argv, "--events", "jsonl"], run_dir, resume, series=series)
+
+    def _experiment_next(self, s: RunState) -> None:
+        """A run of the sequence ended: the next one starts, unless the user stopped this one."""
+        exp = self.experiment
+        assert exp is not None
+        if s.exit_code is not None:
+            exp.current.finished(s.exit_code, s.failure or "")
+        if exp.stopped or s.status in ("interrupted", "terminated"):
+            self._end_experiment()
+            self.notify(
+                f"during run {exp.started} of {exp.total} ({exp.names[exp.started - 1]}); launch it again "
+                "to carry on from its last checkpoint (finished runs are skipped)",
+                title="Experiment stopped",
+                timeout=10,
+            )
+        elif exp.todo:
+            self._experiment_launch()
+        else:
+            self._end_experiment()
+            self.notify(
+                "compare the runs' curves in the browser (ctrl+o); `python -m core.experiments optimizers"
+                f" --budget-steps {self.experiment_steps} --checkpoints {self.checkpoints_dir}`"
+                " writes the table",
+                title="Experiment finished",
+                timeout=15,
+            )
+
+    def _end_experiment(self) -> None:
+        """The sequence is over (finished, stopped, or the app closes): release the experiment's lock."""
+        if self.experiment is not None:
+            self.experiment.lock.close()
+            self.experiment = None
 
     # --- navigation between screens ---------------------------------------------------------------------
 
@@ -186,6 +316,11 @@ class PoemApp(App):
             "Train: watch the run",
             "Live numbers, curves and samples (ctrl+l)",
             lambda: self.switch_mode("live"),
+        )
+        yield SystemCommand(
+            "Experiments: compare optimizers on tang300",
+            f"One run per optimizer, {self.experiment_steps} steps each, one after another (resumable)",
+            self.start_optimizer_experiment,
         )
         if self.training_live:
             yield SystemCommand("Train: stop the run", "Save a checkpoint and stop", self.confirm_stop)
@@ -244,11 +379,13 @@ class PoemApp(App):
     @work(group="quit", exit_on_error=False)
     async def _stop_and_exit(self) -> None:
         self.notify("saving a checkpoint, then quitting…", title="Stopping")
+        self._end_experiment()
         if self.job is not None:
             await self.job.shutdown()
         self.exit()
 
     async def on_unmount(self) -> None:
+        self._end_experiment()
         if self.job is not None and self.job.alive:
             await self.job.shutdown(grace_s=15)
 
@@ -258,16 +395,3 @@ def freeze_imported_objects() -> None:
     """torch and the engine bring ~200k long-lived objects; a full garbage collection over them takes hundreds
     of milliseconds and would now and then freeze the UI. Once per process, move them out of the collector."""
     gc.freeze()
-
-
-def has_checkpoints(root: Path) -> bool:
-    """Is there any checkpoint file at all (readable or not)? Cheap: no file is opened."""
-    from poemtui.catalog import CHECKPOINT_SUFFIXES
-
-    if not root.is_dir():
-        return False
-    for pattern in ("*", "*/*"):
-        for path in root.glob(pattern):
-            if path.suffix in CHECKPOINT_SUFFIXES and not path.name.startswith(".tmp-"):
-                return True
-    return False

@@ -1,8 +1,11 @@
 """The checkpoints folder as the browser shows it: one entry per checkpoint, readable or not (and why not).
 
-Only headers are read (`core.checkpoint.read_meta`), so hundreds of files list quickly. `best` and `last`
-are hard links (or copies) of a `rnn_*` file of the same run: they become tags of that file's entry instead
-of rows of their own. Files whose names start with `.tmp-` are writes in progress and are never listed.
+A run is any folder under the root that holds checkpoints, however deep (an experiment's runs live in
+`experiments/<experiment>/<run>/`), named by its path from the root. Only headers are read
+(`core.checkpoint.read_meta`), and only once per file version, so hundreds of runs list quickly. `best` and
+`last` are hard links (or copies) of a `rnn_*` file of the same run: they become tags of that file's entry
+instead of rows of their own. Files whose names start with `.tmp-` are writes in progress and are never
+listed; hidden and temporary folders are never entered.
 """
 
 from __future__ import annotations
@@ -102,8 +105,8 @@ def _name_parts(name: str) -> tuple[int, int] | None:
     return None
 
 
-def _is_candidate(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(TMP_PREFIX) and path.suffix in CHECKPOINT_SUFFIXES
+# path -> ((inode, mtime, size), meta, error): a rescan reads again only the files that changed.
+_read_before: dict[Path, tuple[tuple[int, int, int], dict | None, str | None]] = {}
 
 
 def read_entry(path: Path, run: str) -> CheckpointEntry:
@@ -117,38 +120,51 @@ def read_entry(path: Path, run: str) -> CheckpointEntry:
             f"not a poemtui checkpoint (poemtui writes {EXT} files; {path.suffix} files are never loaded)"
         )
         return entry
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    known = _read_before.get(path)
+    if known is not None and known[0] == stamp:
+        entry.meta, entry.error = known[1], known[2]
+        return entry
     try:
         entry.meta = read_meta(path)  # header only; a file cut short after its header is refused too
     except Exception as exc:  # CheckpointError, and anything a hostile header might still provoke
         entry.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if entry.error:
         entry.meta = None
+    _read_before[path] = (stamp, entry.meta, entry.error)
     return entry
 
 
-def _fold_pointers(entries: list[CheckpointEntry]) -> list[CheckpointEntry]:
-    """Turn best/last into tags of the file they point to (same inode, or same step for copies)."""
-    files = {e.path.stem: e for e in entries}
-    kept = [e for e in entries if e.path.stem not in POINTER_NAMES]
+def read_run(files: list[Path], run: str) -> list[CheckpointEntry]:
+    """A run folder's checkpoints, with best/last as tags of the file they point to.
+
+    Pointers are hard links (same inode: not even read) or, where links are impossible, copies (same step)."""
+    pointers = {p.stem: p for p in files if p.stem in POINTER_NAMES}
+    kept = [read_entry(p, run) for p in files if p.stem not in POINTER_NAMES]
     for name in POINTER_NAMES:
-        pointer = files.get(name)
-        if pointer is None:
+        path = pointers.get(name)
+        if path is None:
             continue
-        target = next((e for e in kept if _same_file(e, pointer)), None)
+        target = next((e for e in kept if _same_inode(e.path, path)), None)
         if target is None:
-            pointer.tags.append(name)
-            kept.append(pointer)
-        else:
-            target.tags.append(name)
+            pointer = read_entry(path, run)
+            target = next((e for e in kept if _same_step(e, pointer)), None)
+            if target is None:
+                pointer.tags.append(name)
+                kept.append(pointer)
+                continue
+        target.tags.append(name)
     return kept
 
 
-def _same_file(a: CheckpointEntry, b: CheckpointEntry) -> bool:
+def _same_inode(a: Path, b: Path) -> bool:
     try:
-        if os.path.samefile(a.path, b.path):
-            return True
+        return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def _same_step(a: CheckpointEntry, b: CheckpointEntry) -> bool:
     if not (a.readable and b.readable) or a.size != b.size:
         return False
     pa, pb = a.progress, b.progress
@@ -159,20 +175,77 @@ def _same_file(a: CheckpointEntry, b: CheckpointEntry) -> bool:
     )
 
 
+MAX_DEPTH = 8  # run folders nest (experiments/<experiment>/<run>/); deeper than this is not a run folder
+SKIPPED_DIRS = ("__pycache__", "node_modules")
+
+
+def _skipped(name: str) -> bool:
+    """Hidden folders (and `.tmp-` writes in progress), temporary ones and caches are never entered."""
+    return name.startswith((".", "~")) or name.endswith((".tmp", ".part")) or name in SKIPPED_DIRS
+
+
+def run_folders(root: Path) -> list[tuple[str, list[Path]]]:
+    """(run name, its checkpoint files) for the root and every folder under it that holds checkpoints.
+
+    A run's name is its path relative to the root (`experiments/optimizers-tang300/adam`; "" for files in
+    the root itself). One `scandir` per folder, no file opened; a folder seen twice (a link) counts once."""
+    found: list[tuple[str, list[Path]]] = []
+    seen: set[tuple[int, int]] = set()
+
+    def visit(folder: Path, name: str, depth: int) -> None:
+        try:
+            st = folder.stat()
+            if (st.st_dev, st.st_ino) in seen:
+                return
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                items = sorted(it, key=lambda e: e.name)
+        except OSError:
+            return
+        files = [Path(e.path) for e in items if _is_candidate_entry(e)]
+        if files:
+            found.append((name, files))
+        if depth >= MAX_DEPTH:
+            return
+        for e in items:
+            if not _skipped(e.name) and _is_dir(e):
+                visit(Path(e.path), f"{name}/{e.name}" if name else e.name, depth + 1)
+
+    visit(Path(root), "", 0)
+    return found
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_candidate_entry(entry: os.DirEntry) -> bool:
+    if entry.name.startswith(TMP_PREFIX) or not entry.name.endswith(CHECKPOINT_SUFFIXES):
+        return False
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def has_checkpoints(root: Path) -> bool:
+    """Is there any checkpoint file at all (readable or not)? No file is opened."""
+    return Path(root).is_dir() and bool(run_folders(root))
+
+
 def scan(root: Path) -> list[CheckpointEntry]:
-    """Every checkpoint under root: files in root itself and in each run folder (one level down)."""
+    """Every checkpoint under root: files in root itself and in each run folder, however deep."""
     root = Path(root)
     if not root.is_dir():
         return []
     entries: list[CheckpointEntry] = []
-    for path in sorted(p for p in root.iterdir() if _is_candidate(p)):
-        entries.append(read_entry(path, ""))
-    for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        try:
-            files = sorted(p for p in run_dir.iterdir() if _is_candidate(p))
-        except OSError:
-            continue
-        entries.extend(_fold_pointers([read_entry(p, run_dir.name) for p in files]))
+    for run, files in run_folders(root):
+        entries.extend(read_run(files, run) if run else [read_entry(p, run) for p in files])
+    for path in set(_read_before) - {e.path for e in entries}:
+        _read_before.pop(path, None)  # gone from disk (or from this tree): forget it
     return entries
 
 

@@ -8,10 +8,11 @@ checks that depend on this machine (does the corpus file exist, is there a CUDA 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.trainer import DEFAULT_LR, OPTIMIZERS, PRESETS, TrainConfig, validate_fields
+from core.config import DEFAULT_LR, OPTIMIZERS, PRESETS, TrainConfig, validate_fields
 
 CORPORA = ("tang300", "quantangshi", "file")
 DEVICES = ("auto", "cpu", "cuda")
@@ -132,9 +133,15 @@ def parse(raw: dict[str, str]) -> tuple[dict[str, object], dict[str, str]]:
 
 
 def check(
-    raw: dict[str, str], *, cuda_available: bool, runs_root: Path | None = None, resume: bool = False
+    raw: dict[str, str],
+    *,
+    cuda_available: bool | Callable[[], bool],
+    runs_root: Path | None = None,
+    resume: bool = False,
 ) -> tuple[dict[str, object], dict[str, str]]:
-    """Parse and check every field as the trainer would; returns (values, field -> one-line problem)."""
+    """Parse and check every field as the trainer would; returns (values, field -> one-line problem).
+
+    `cuda_available` may be a function: it is then asked only when the device field says cuda."""
     values, problems = parse(raw)
     config = {**TrainConfig().to_dict(), **{k: v for k, v in values.items() if k in CONFIG_FIELDS}}
     if values.get("corpus") == "file":
@@ -145,7 +152,7 @@ def check(
     if not resume and values.get("corpus") == "file":
         problems.update(_check_corpus_file(str(values.get("corpus_file", ""))))
     device = str(values.get("device", "auto"))
-    if device.startswith("cuda") and not cuda_available and "device" not in problems:
+    if device.startswith("cuda") and "device" not in problems and not _ask(cuda_available):
         problems["device"] = "no CUDA device here (this torch build or machine has none)"
     name = str(values.get("run_name") or "")
     if name and not resume:
@@ -154,6 +161,10 @@ def check(
         elif runs_root is not None and (runs_root / name).exists():
             problems["run_name"] = "a run of that name exists"
     return values, problems
+
+
+def _ask(answer: bool | Callable[[], bool]) -> bool:
+    return answer() if callable(answer) else answer
 
 
 def _check_corpus_file(path_text: str) -> dict[str, str]:

@@ -41,6 +41,7 @@ class RunState:
     run_dir: Path
     args: list[str] = field(default_factory=list)
     resume: Path | None = None
+    series: str = ""  # its place in a sequence of runs, e.g. "optimizers-tang300, run 2 of 8"
     status: str = "starting"
     epoch: int = 0
     epochs: int = 0
@@ -141,11 +142,31 @@ class RunState:
         return self.status in LIVE_STATUSES
 
     @property
+    def max_steps(self) -> int | None:
+        """The run's step budget (`--max-steps`, as experiments set it), when it has one."""
+        if "--max-steps" not in self.args:
+            return None
+        try:
+            return int(self.args[self.args.index("--max-steps") + 1]) or None
+        except (IndexError, ValueError):
+            return None
+
+    @property
+    def step_limited(self) -> bool:
+        """Does the step budget end the run before its epochs do?"""
+        return self.max_steps is not None and (
+            not self.batches or self.max_steps < self.epochs * self.batches
+        )
+
+    @property
     def total_steps(self) -> int:
-        return self.epochs * self.batches
+        total = self.epochs * self.batches
+        return min(total, self.max_steps) if self.step_limited and total and self.max_steps else total
 
     @property
     def steps_done(self) -> int:
+        if self.step_limited:
+            return min(self.step, self.total_steps)
         return max(0, (self.epoch - 1) * self.batches + self.batch)
 
     def eta_s(self) -> float | None:
@@ -197,6 +218,16 @@ def train_command(
             continue
         cmd += ["--" + name.replace("_", "-"), str(value).lower() if isinstance(value, bool) else str(value)]
     return cmd
+
+
+def command_target(argv: list[str]) -> tuple[Path, Path | None]:
+    """(run folder, checkpoint resumed or None) of a `core.train` command line, as core.train decides them."""
+    if "--resume" in argv:
+        resume = Path(argv[argv.index("--resume") + 1])
+        if "--run-dir" in argv:
+            return Path(argv[argv.index("--run-dir") + 1]), resume
+        return resume.parent, resume
+    return Path(argv[argv.index("--run-dir") + 1]), None
 
 
 class TrainingJob:

@@ -155,8 +155,10 @@ def test_a_run_without_done_is_resumed_and_a_larger_budget_continues(experiment,
         extra=plan.extra,
         eval_every=2,
     )
-    assert len(commands) == 1 and commands[0][1:3] == ["-m", "core.train"]
-    assert commands[0][commands[0].index("--resume") + 1] == str(runs / "adam" / "last.safetensors")
+    assert len(commands) == 1 and commands[0].state == "resume"
+    argv = commands[0].argv
+    assert argv[1:3] == ["-m", "core.train"]
+    assert argv[argv.index("--resume") + 1] == str(runs / "adam" / "last.safetensors")
     # a larger budget: a finished run continues too
     bigger = tiny_plan(tmp_path / "checkpoints", steps=STEPS + 2)
     assert [run_state(s) for s in optimizer_specs(bigger, ["adam", "sgd"])] == ["resume", "resume"]

@@ -9,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import json
+import os
 import pickle
+import re
 import shutil
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
 from safetensors.torch import save as st_save
@@ -23,7 +27,9 @@ from textual.content import Content
 from textual.widgets import DataTable, Input, Select, Static
 
 from core.corpus.vocab import Vocab
+from core.gelv import Gelv, pattern_by_name
 from core.sample import Sampler
+from poemtui import catalog
 from poemtui.app import PoemApp
 from poemtui.screens.checkpoints import CheckpointsScreen
 from poemtui.screens.confirm import ConfirmScreen
@@ -32,7 +38,9 @@ from poemtui.screens.save_poems import SavePoemsScreen
 from poemtui.screens.train_form import TrainFormScreen
 from poemtui.screens.train_live import LiveScreen
 from poemtui.screens.welcome import WelcomeScreen
+from poemtui.tones import body, split_lines
 from poemtui.training import train_command
+from poemtui.widgets.checkpoint_detail import CheckpointDetail
 from poemtui.widgets.poem_block import PoemBlock
 
 SIZE = (100, 30)
@@ -92,6 +100,21 @@ def copy_run(run: Path, root: Path, name: str = "tiny") -> Path:
     return target
 
 
+async def palette(pilot, words: str) -> None:
+    """Run the command palette's best match for `words`, typed as a user would."""
+    await pilot.press("ctrl+p")
+    await pilot.pause()
+    await pilot.press(*words)
+    await pilot.pause(0.3)
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+def toasts(app) -> str:
+    """The notifications on screen now."""
+    return "\n".join(toast.render().plain for toast in app.screen.query("Toast"))
+
+
 # --- first run: every screen says what to do ------------------------------------------------------------
 
 
@@ -136,6 +159,20 @@ async def test_command_palette_reaches_the_screens(tmp_path):
         await wait_for(
             pilot, lambda: isinstance(app.screen, CheckpointsScreen), what="the checkpoints screen"
         )
+
+
+def test_too_old_torch_is_refused_at_start_up_in_one_line(tmp_path, python_subprocess):
+    """An installed torch older than core.versions.MIN_TORCH: one line and exit 2, before any screen."""
+    fake = tmp_path / "site" / "torch-2.9.0.dist-info"
+    fake.mkdir(parents=True)
+    (fake / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.9.0\n")
+    (fake / "RECORD").write_text("")
+    out = python_subprocess(
+        "-m", "poemtui", "--checkpoints", str(tmp_path), env={"PYTHONPATH": str(tmp_path / "site")}
+    )
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("error: torch 2.9.0 is too old") and out.stderr.count("\n") == 1
+    assert out.stdout == ""
 
 
 # --- the training form ----------------------------------------------------------------------------------
@@ -264,7 +301,8 @@ async def test_train_watch_stop_browse_and_write(tmp_path):
         assert app.job.alive
         await pilot.press("ctrl+l")
         await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen))
-        assert f"step {state.step:,}" in text_of(app.screen.query_one("#stats"))
+        shown = re.search(r"step ([\d,]+)", text_of(app.screen.query_one("#stats")))
+        assert shown and seen < int(shown[1].replace(",", "")) <= state.step  # (it trains on meanwhile)
 
         # One run at a time: the form refuses a second start while this one is live.
         await pilot.press("f2")
@@ -298,7 +336,10 @@ async def test_train_watch_stop_browse_and_write(tmp_path):
         browser = app.screen
         await wait_for(pilot, lambda: browser.entries and browser.selected is not None, what="the listing")
         entry = browser.selected
-        assert entry.run == "flow" and entry.readable and "last" in entry.tags
+        # Sorted by perplexity: the first is the run's best evaluation, or the checkpoint saved at the stop.
+        assert entry.run == "flow" and entry.readable and {"best", "last"} & set(entry.tags)
+        last = next(e for e in browser.entries if "last" in e.tags)
+        assert last.run == "flow" and last.path.samefile(saved)
         table = browser.query_one(DataTable)
         assert str(table.get_row_at(table.cursor_row)[0]) == "flow"
         assert "vocabulary" in text_of(browser.query_one("#detail-info"))
@@ -411,6 +452,67 @@ async def test_failed_run_says_why(tmp_path):
         assert not app.training_live
 
 
+@run_async
+async def test_experiment_from_the_palette_runs_the_optimizers_one_after_another(tmp_path):
+    from core.experiments import plan_optimizer_runs
+
+    root = tmp_path / "checkpoints"
+    folder = root / "experiments" / "optimizers-tang300"
+    app = make_app(root, welcome=False)
+    app.experiment_steps = 20  # what a test can afford (the palette's default budget is 180 steps a run)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await pilot.pause()
+        await palette(pilot, "compare optimizers")
+        await wait_for(pilot, lambda: app.run_state is not None and isinstance(app.screen, LiveScreen))
+        first = app.run_state
+        assert first.run_dir == folder / "sgd" and first.series == "optimizers-tang300, run 1 of 8"
+        assert "8 runs, one after another: sgd, momentum, nesterov" in toasts(app)
+
+        # The first run reaches its budget; the next one starts by itself.
+        await wait_for(pilot, lambda: app.run_state is not first, timeout=180, what="the second run")
+        assert first.status == "max_steps" and first.step == 20, first.failure
+        second = app.run_state
+        assert second.run_dir == folder / "momentum" and second.series.endswith("run 2 of 8")
+        await wait_for(pilot, lambda: second.step >= 1, timeout=120, what="the second run to train")
+        await pilot.pause(0.3)
+        assert "optimizers-tang300, run 2 of 8" in text_of(app.screen.query_one("#status"))
+        assert re.search(r"step \d+/20 ", text_of(app.screen.query_one("#stats")))  # the step budget
+
+        # Stop ends the sequence (the trainer saves first).
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: second.exit_code is not None, timeout=60, what="the stop")
+        await pilot.pause(0.5)
+        assert second.status == "interrupted" and app.experiment is None and app.run_state is second
+        assert (folder / "momentum" / "last.safetensors").exists()
+
+        # The finished run is in the browser, with its curve.
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen))
+        browser = app.screen
+        await wait_for(pilot, lambda: browser.entries, what="the listing")
+        assert {"experiments/optimizers-tang300/sgd", "experiments/optimizers-tang300/momentum"} <= {
+            e.run for e in browser.entries
+        }
+
+        # Launched again, the plan skips the finished run and resumes the stopped one.
+        todo = plan_optimizer_runs("tang300", budget_steps=20, checkpoints=root)
+        assert len(todo) == 7 and "--resume" in todo[0].argv
+        await palette(pilot, "compare optimizers")
+        await wait_for(pilot, lambda: app.run_state is not second, what="the resumed run")
+        resumed = app.run_state
+        assert (
+            resumed.run_dir == folder / "momentum"
+            and resumed.resume == folder / "momentum" / "last.safetensors"
+        )
+        assert resumed.series == "optimizers-tang300, run 1 of 7"
+        app.stop_training()
+        await wait_for(pilot, lambda: resumed.exit_code is not None, timeout=120, what="the child to stop")
+        await pilot.pause(0.5)
+        assert app.experiment is None and app.run_state is resumed
+
+
 # --- the checkpoint browser ---------------------------------------------------------------------------------
 
 
@@ -503,6 +605,61 @@ async def test_browser_sorts_deletes_with_confirmation(tmp_path, tiny_run):
         await wait_for(pilot, lambda: victim.path not in [e.path for e in browser.entries], what="the table")
 
 
+@run_async
+async def test_browser_finds_runs_nested_in_experiment_folders(tmp_path, tiny_run):
+    root = tmp_path / "checkpoints"
+    nested = ["experiments/optimizers-tang300/adam", "experiments/optimizers-tang300/sgd"]
+    for name in [*nested, "plain"]:
+        copy_run(tiny_run, root, name)
+    for hidden in (".trash/old", "plain/.cache", "export.tmp", "experiments/__pycache__"):
+        copy_run(tiny_run, root, hidden)  # hidden, temporary and cache folders are never entered
+    events = [{"event": "batch", "step": s, "loss": 8.0 - s / 10} for s in range(1, 9)]
+    events.append({"event": "eval", "step": 8, "dev_ppl": 900.0, "dev_loss": 6.8})
+    (root / nested[1] / "metrics.jsonl").write_text("\n".join(map(json.dumps, events)) + "\n")
+    app = make_app(root)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen))
+        browser = app.screen
+        await wait_for(pilot, lambda: browser.entries, what="the listing")
+        assert {e.run for e in browser.entries} == {*nested, "plain"}
+        per_run = [e for e in browser.entries if e.run == nested[0]]
+        assert len(per_run) == len([e for e in browser.entries if e.run == "plain"]) >= 2
+        assert [t for e in per_run for t in e.tags].count("best") == 1  # best/last are tags, not rows
+        assert "in 3 runs" in text_of(browser.query_one("#summary"))
+
+        table = browser.query_one(DataTable)
+        table.focus()
+        while browser.selected.run != nested[1]:
+            await pilot.press("down")
+        await pilot.pause()
+        assert str(table.get_row_at(table.cursor_row)[0]) == nested[1]
+        assert f"{nested[1]}/" in text_of(browser.query_one("#detail-info"))
+        losses, evals = browser.query_one(CheckpointDetail).curves(browser.selected)
+        assert losses == [(e["step"], e["loss"]) for e in events[:-1]] and evals == events[-1:]  # its curve
+
+
+def test_scan_of_hundreds_of_runs_reads_only_what_changed(tmp_path, tiny_run):
+    """300 run folders (hard links of one run's files): listed once in seconds, re-listed without reading."""
+    root = tmp_path / "checkpoints"
+    files = [p for p in tiny_run.iterdir() if p.is_file()]
+    for i in range(300):
+        run = root / "experiments" / f"sweep-{i // 30}" / f"run-{i % 30}"
+        run.mkdir(parents=True)
+        for f in files:
+            os.link(f, run / f.name)
+    t = time.perf_counter()
+    entries = catalog.scan(root)
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    again = catalog.scan(root)
+    second = time.perf_counter() - t
+    per_run = len([p for p in files if p.name.startswith("rnn_")])
+    assert len({e.run for e in entries}) == 300 and len(entries) == 300 * per_run
+    assert [(e.path, e.tags, e.dev_ppl) for e in again] == [(e.path, e.tags, e.dev_ppl) for e in entries]
+    print(f"\nscan of 300 runs: {first:.2f} s, again {second:.2f} s")
+    assert first < 20 and second < first / 3
+
+
 # --- the generate screen ------------------------------------------------------------------------------------
 
 
@@ -577,6 +734,131 @@ async def test_generate_refuses_a_corrupt_checkpoint_inline(tmp_path, tiny_run):
         assert "cannot write with" in text_of(gen.query_one("#model"))
         await pilot.press("enter")
         assert gen.blocks == {}
+
+
+# --- 格律 and tones in the generate screen ---------------------------------------------------------------
+
+
+def cells(row: str) -> list[str]:
+    """A row as the terminal lays it out: one item per cell ("" for the second cell of a wide character)."""
+    out: list[str] = []
+    for ch in row:
+        out += [ch] + [""] * (cell_len(ch) - 1)
+    return out
+
+
+def marks_under(poem_row: str, marks_row: str) -> list[str]:
+    """For each character of a row of the poem, the mark drawn in the cells right under it."""
+    under, col = [], 0
+    below = cells(marks_row)
+    for ch in poem_row:
+        width = cell_len(ch)
+        under.append("".join(below[col : col + width]).strip())
+        col += width
+    return under
+
+
+def shown_rows(block: PoemBlock, text: str) -> list[tuple[str, str]]:
+    """(row of the poem, the row under it) as the block shows `text`, a couplet per row."""
+    lines = split_lines(text)
+    rows = ["".join(lines[i : i + 2]) for i in range(0, len(lines), 2)]
+    shown = text_of(block.query_one(".poem")).splitlines()
+    out = []
+    for row in rows:
+        at = shown.index(row)
+        out.append((row, shown[at + 1] if at + 1 < len(shown) else ""))
+    return out
+
+
+async def write_poems(pilot, gen: GenerateScreen, timeout: float = 60) -> PoemBlock:
+    number = gen.generation + 1
+    gen.query_one("#seed-input", Input).focus()
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: number in gen.blocks and gen.blocks[number].done, timeout, "poems")
+    await pilot.pause()
+    return gen.blocks[number]
+
+
+async def open_generate_on(pilot, app) -> GenerateScreen:
+    await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen))
+    await pilot.press("ctrl+g")
+    await wait_for(pilot, lambda: isinstance(app.screen, GenerateScreen))
+    gen = app.screen
+    await wait_for(pilot, lambda: gen.sampler is not None, timeout=60, what="the checkpoint to load")
+    return gen
+
+
+@run_async
+async def test_gelv_poems_show_their_tones_rhymes_and_pattern(tmp_path, tiny_run):
+    copy_run(tiny_run, tmp_path / "checkpoints")
+    gelv = Gelv.load()
+    app = make_app(tmp_path / "checkpoints")
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        gen = await open_generate_on(pilot, app)
+        form = gen.query_one("#field-form", Select)
+        assert form.value == "auto" and gen.query_one("#field-rhyme", Input).disabled
+
+        # 格律 with the auto form: the form becomes 5, and a notification says why.
+        gen.query_one("#field-gelv", Select).value = "on"
+        await pilot.pause(0.3)
+        assert form.value == "5" and not gen.query_one("#field-rhyme", Input).disabled
+        assert "格律 needs a regular form" in toasts(app)
+        # Back to auto by hand: the engine's verdict under the seed, and nothing is written.
+        form.value = "auto"
+        await pilot.pause(0.4)
+        error = gen.query_one("#seed-error")
+        assert error.has_class("-shown") and "格律 needs a fixed form" in text_of(error)
+        gen.query_one("#seed-input", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert gen.blocks == {}
+        form.value = "5"
+        await type_into(pilot, "#field-rhyme", "xx", settle=0.4)
+        assert "unknown rhyme group" in text_of(error)
+
+        await type_into(pilot, "#field-rhyme", "东", settle=0.4)
+        await type_into(pilot, "#field-num", "2", settle=0.1)
+        await type_into(pilot, "#field-seed", "11", settle=0.4)
+        assert not error.has_class("-shown")
+        block = await write_poems(pilot, gen)
+        assert "格律, rhyme 东" in text_of(block.query_one(".poem-heading"))
+        shown = text_of(block.query_one(".poem"))
+        for text, view in zip(block.texts, block.views, strict=True):
+            lines = [body(line) for line in split_lines(text)]
+            assert len(lines) == 4 and all(len(line) == 5 for line in lines), text
+            pattern = view.verdict.split(" · ")[0]
+            assert pattern.startswith("五绝·") and pattern in shown
+            result = gelv.check(lines, pattern_by_name(pattern))
+            assert result.passed and view.passed, result.faults  # the masks keep every poem in form
+            assert result.rhyme_group == "东" and "rhyme 东 · passed" in shown
+            # Each mark sits under its character; ◎ follows each rhyme; nothing else is in the row.
+            rhymes = set(result.rhyme_positions)
+            for k, (row, marks_row) in enumerate(shown_rows(block, text)):
+                expected = []
+                for i in (2 * k, 2 * k + 1):
+                    expected += [*result.lines[i].marks, "◎" if (i, 4) in rhymes else ""]
+                assert marks_under(row, marks_row) == expected, (row, marks_row)
+
+        # ctrl+y hides the marks (the verdict stays), and shows them again.
+        await pilot.press("ctrl+y")
+        await pilot.pause()
+        hidden = text_of(block.query_one(".poem"))
+        assert not set("○●◎") & set(hidden) and "passed" in hidden
+        await pilot.press("ctrl+y")
+        await pilot.pause()
+        assert text_of(block.query_one(".poem")) == shown
+
+        # Without 格律, a free-form poem: each character's own tones (◐ either), no verdict.
+        gen.query_one("#field-gelv", Select).value = "off"
+        form.value = "free"
+        await pilot.pause(0.4)
+        assert gen.query_one("#field-rhyme", Input).disabled
+        block = await write_poems(pilot, gen)
+        for text, view in zip(block.texts, block.views, strict=True):
+            assert view.passed is None and view.verdict == ""
+            for row, marks_row in shown_rows(block, text):
+                expected = [gelv.tone_marks(ch) if ch not in "，。？！；" else "" for ch in row]
+                assert marks_under(row, marks_row) == expected, (row, marks_row)
 
 
 # --- responsiveness ----------------------------------------------------------------------------------------

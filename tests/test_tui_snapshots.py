@@ -18,10 +18,13 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
+from core.sample import SampleSettings
 from core.trainer import TrainConfig, Trainer
 from poemtui.app import PoemApp
 from poemtui.screens.generate import GenerateScreen
+from poemtui.tones import tone_view
 from poemtui.training import RunState
+from poemtui.widgets.poem_block import PoemBlock
 
 SIZE = (100, 30)
 T0 = 1_709_287_200.0  # 2024-03-01 10:00 UTC
@@ -278,5 +281,32 @@ def test_generate_with_unknown_seed(snap_compare, monkeypatch, fixed_root):
         )
         pilot.app.screen.query_one("#seed-input", Input).insert_text_at_cursor("春龘")
         await settle(pilot)
+
+    assert snap_compare(app_for(fixed_root, monkeypatch), terminal_size=SIZE, run_before=run_before)
+
+
+def test_generate_tones(snap_compare, monkeypatch, fixed_root):
+    """Two known poems as a 格律 request shows them: marks under the characters, rhymes, verdicts."""
+    poems = [SAMPLE, "床前明月光，疑是地上霜。举头望明月，低头思故乡。"]  # 登鹳雀楼 passes; 静夜思 is 古绝
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("ctrl+g")
+        await wait_until(
+            pilot, lambda: isinstance(pilot.app.screen, GenerateScreen) and pilot.app.screen.sampler
+        )
+        gen = pilot.app.screen
+        gen.query_one("#field-gelv").value = "on"  # the form becomes 5 (a notification says so)
+        await pilot.pause()
+        gen.query_one("#field-rhyme", Input).insert_text_at_cursor("尤")
+        settings = SampleSettings(form="5", lines=4, gelv=True, rhyme="尤", num=2, seed=7)
+        block = PoemBlock(1, settings.to_dict(), gen.checkpoint_label)
+        gen.blocks[1] = block
+        gen.query_one("#poems-empty").display = False
+        await gen.query_one("#poems").mount(block)
+        block.finish(poems, [-4.87, -5.02], [tone_view(text) for text in poems])
+        await settle(pilot)
+        pilot.app.clear_notifications()
+        await pilot.pause()
 
     assert snap_compare(app_for(fixed_root, monkeypatch), terminal_size=SIZE, run_before=run_before)

@@ -98,9 +98,14 @@ def test_first_run_train_stop_browse_write_in_a_real_terminal(terminal, tmp_path
     terminal.wait_for("writing with", timeout=60)
     terminal.keys("月", literal=True)
     terminal.keys("Enter")
-    screen = terminal.wait_for("mean log-probability", timeout=60)
+    screen = terminal.wait_for("◎", timeout=60)  # the poem is complete: its tones and rhymes are shown
     poem_lines = [line.strip() for line in screen.splitlines() if line.strip().startswith("月")]
     assert poem_lines and "，" in poem_lines[0], screen
+    # Under each row of the poem, its tones (○ 平 ● 仄), one mark under each two-cell character.
+    rows = screen.splitlines()
+    at = next(i for i, line in enumerate(rows) if line.strip().startswith("月"))
+    poem, marks = rows[at], rows[at + 1]
+    assert set(marks.strip()) <= set("○●◐？◎ ") and marks.index(marks.strip()[0]) == poem.index("月"), screen
 
     terminal.keys("C-q")
     deadline = time.monotonic() + 30

@@ -21,34 +21,40 @@ from core.sample import Sampler, SampleSettings
 from poemtui import catalog
 from poemtui.messages import PoemsGrew
 from poemtui.screens.save_poems import SavePoemsScreen
+from poemtui.tones import ToneView, tone_view
 from poemtui.widgets.form_field import FormField
 from poemtui.widgets.poem_block import PoemBlock
 
 DEFAULTS = SampleSettings()
-# (name, label, choices, initial text). A 格律 (tone and rhyme) option is expected here later: this grid has
-# room for it, and `settings()` passes every field it knows to SampleSettings.
+# (name, label, choices, initial text), in the order of the options grid.
 OPTIONS = (
     ("temperature", "Temp.", (), f"{DEFAULTS.temperature:g}"),
     ("top_k", "Top-k", (), str(DEFAULTS.top_k)),
     ("top_p", "Top-p", (), f"{DEFAULTS.top_p:g}"),
+    ("num", "Poems", (), str(DEFAULTS.num)),
     ("form", "Form", ("auto", "5", "7", "free"), DEFAULTS.form),
     ("lines", "Lines", ("4", "8"), "4"),
+    ("gelv", "格律", ("off", "on"), "off"),
+    ("rhyme", "Rhyme", (), ""),
     ("acrostic", "Acrostic", (), ""),
-    ("num", "Poems", (), str(DEFAULTS.num)),
     ("seed", "RNG seed", (), ""),
     ("unk", "Unknown", ("refuse", "skip"), "refuse"),
 )
+PLACEHOLDERS = {"seed": "random", "rhyme": "any"}
 HELP = {
     "temperature": "softmax(logits / τ): low is safe and repetitive, high is daring (0: greedy)",
     "top_k": "sample among the k likeliest characters only (0: off)",
     "top_p": "sample among the likeliest characters that make up this much probability (1: off)",
     "form": "auto: the model picks 5 or 7 characters a line; 5 / 7: 绝句 or 律诗; free: its own lines",
     "lines": "with form 5 or 7: 4 lines (绝句) or 8 (律诗)",
+    "gelv": "格律: tones follow a regulated pattern (平仄), rhymes share a 平水韵 group; needs form 5 or 7",
+    "rhyme": "with 格律: the 平水韵 group to rhyme in, e.g. 东 or 一东 (blank: the first rhyme decides)",
     "acrostic": "藏头诗: line k starts with the k-th character typed here",
     "num": "how many poems to write at once",
     "seed": "a number makes the poems repeatable; blank: different every time",
     "unk": "seed or acrostic characters the model never saw: refuse them, or skip them with a warning",
 }
+REGULAR_FORMS = ("5", "7")
 CHECK_AFTER_S = 0.15  # typing pause after which the seed is checked against the model's vocabulary
 NO_CHECKPOINT = """\
 [b]No checkpoint to write with yet.[/b]
@@ -68,6 +74,7 @@ class GenerateScreen(Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save", "Save poems", id="generate.save"),
         Binding("ctrl+n", "clear", "Clear", id="generate.clear"),
+        Binding("ctrl+y", "toggle_tones", "Tones", id="generate.tones"),
     ]
 
     def __init__(self) -> None:
@@ -81,6 +88,7 @@ class GenerateScreen(Screen):
         self._check_timer = None
         self.generation = 0
         self.blocks: dict[int, PoemBlock] = {}
+        self.show_tones = True  # marks under the characters of every complete poem (ctrl+y)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -100,7 +108,7 @@ class GenerateScreen(Screen):
                     value=value,
                     choices=choices,
                     help_text=HELP[name],
-                    placeholder="random" if name == "seed" else "",
+                    placeholder=PLACEHOLDERS.get(name, ""),
                 )
         yield Static("", id="option-help")
         with VerticalScroll(id="poems"):
@@ -113,6 +121,7 @@ class GenerateScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#no-checkpoint").display = False
         self.query_one("#field-lines", Select).disabled = True
+        self.query_one("#field-rhyme", Input).disabled = True
         self.sync_checkpoint()
 
     def on_screen_resume(self) -> None:
@@ -212,11 +221,21 @@ class GenerateScreen(Screen):
         if problems:
             return None, problems
         form = raw["form"]
-        lines = int(raw["lines"]) if form in ("5", "7") else None
+        lines = int(raw["lines"]) if form in REGULAR_FORMS else None
         start = self.query_one("#seed-input", Input).value
         unk = "skip" if raw["unk"] == "skip" else "error"
+        gelv = raw["gelv"] == "on"
+        rhyme = (raw["rhyme"] or None) if gelv else None
         settings = replace(
-            DEFAULTS, start=start, form=form, lines=lines, acrostic=raw["acrostic"], unk=unk, **values
+            DEFAULTS,
+            start=start,
+            form=form,
+            lines=lines,
+            acrostic=raw["acrostic"],
+            unk=unk,
+            gelv=gelv,
+            rhyme=rhyme,
+            **values,
         )
         return settings, {}
 
@@ -234,8 +253,8 @@ class GenerateScreen(Screen):
         try:
             _, warnings = self.sampler.check(settings)
         except PoemError as exc:
-            # The engine words this for the command line; here the option is called "Unknown".
-            message = str(exc).replace("--unk skip", "Unknown: skip")
+            # The engine words this for the command line; here the options are called "Unknown" and "格律".
+            message = str(exc).replace("--unk skip", "Unknown: skip").replace("格律 (gelv)", "格律")
             error.update(Text(f"↳ {message}", style="red"))
             error.add_class("-shown")
             self.problem = message
@@ -258,8 +277,26 @@ class GenerateScreen(Screen):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "field-form":
-            self.query_one("#field-lines", Select).disabled = str(event.value) not in ("5", "7")
+            self.query_one("#field-lines", Select).disabled = str(event.value) not in REGULAR_FORMS
+        elif event.select.id == "field-gelv":
+            self.gelv_switched(str(event.value) == "on")
         self.check_soon()
+
+    def gelv_switched(self, on: bool) -> None:
+        """格律 on: a regular form (the free or auto form becomes 5, and says so), rhyme and tones shown."""
+        self.query_one("#field-rhyme", Input).disabled = not on
+        if not on:
+            return
+        form = self.query_one("#field-form", Select)
+        if str(form.value) not in REGULAR_FORMS:
+            was = form.value
+            form.value = "5"
+            self.notify(
+                f"格律 needs a regular form: 5 or 7 characters a line (form was {was}, now 5)",
+                title="Form set to 5",
+            )
+        if not self.show_tones:
+            self.action_toggle_tones()
 
     def on_descendant_focus(self, event) -> None:
         name = (event.widget.id or "").removeprefix("field-")
@@ -281,7 +318,7 @@ class GenerateScreen(Screen):
             self.notify(self.problem or "check the options", title="Not written", severity="warning")
             return
         self.generation += 1
-        block = PoemBlock(self.generation, settings.to_dict(), self.checkpoint_label)
+        block = PoemBlock(self.generation, settings.to_dict(), self.checkpoint_label, tones=self.show_tones)
         self.blocks[self.generation] = block
         self.query_one("#poems-empty").display = False
         self.query_one("#poems", VerticalScroll).mount(block, before=0)
@@ -305,8 +342,9 @@ class GenerateScreen(Screen):
         except PoemError as exc:
             self.app.call_from_thread(self._failed, generation, str(exc))
             return
+        views = [tone_view(p.text, p.pattern, p.conflicts) for p in poems]  # here: not on the UI's time
         self.app.call_from_thread(
-            self._finished, generation, [p.text for p in poems], [p.mean_logprob for p in poems]
+            self._finished, generation, [p.text for p in poems], [p.mean_logprob for p in poems], views
         )
 
     def on_poems_grew(self, message: PoemsGrew) -> None:
@@ -314,8 +352,10 @@ class GenerateScreen(Screen):
         if block is not None and not block.done:
             block.show(message.texts)
 
-    def _finished(self, generation: int, texts: list[str], scores: list[float]) -> None:
-        self.blocks[generation].finish(texts, scores)
+    def _finished(
+        self, generation: int, texts: list[str], scores: list[float], views: list[ToneView]
+    ) -> None:
+        self.blocks[generation].finish(texts, scores, views)
 
     def _failed(self, generation: int, message: str) -> None:
         self.blocks[generation].fail(message)
@@ -344,6 +384,12 @@ class GenerateScreen(Screen):
             self.notify(str(path), title=f"Saved {count} poem{'s' * (count != 1)}")
 
         self.app.push_screen(SavePoemsScreen(default, count), save)
+
+    def action_toggle_tones(self) -> None:
+        """Show or hide the tone marks under every poem (the 格律 verdict stays)."""
+        self.show_tones = not self.show_tones
+        for block in self.blocks.values():
+            block.set_tones(self.show_tones)
 
     def action_clear(self) -> None:
         for block in self.blocks.values():

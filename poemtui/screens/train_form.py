@@ -124,7 +124,7 @@ class TrainFormScreen(Screen):
         resume = self.resume_entry is not None
         self.values, problems = opts.check(
             self.raw(),
-            cuda_available=self.app.cuda_available,
+            cuda_available=lambda: self.app.cuda_available,
             runs_root=self.app.checkpoints_dir,
             resume=resume,
         )

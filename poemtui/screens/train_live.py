@@ -132,8 +132,10 @@ class LiveScreen(Screen):
             self.refresh_bindings()  # Stop and Write depend on the status
         icon = {"-starting": "…", "-running": "●", "-stopping": "■", "-failed": "✖", "-done": "✔"}[css]
         name = s.run_dir.name + (" (resumed)" if s.resume else "")
+        series = ("   " + s.series, "dim") if s.series else ""
         self._update(
-            "#status", Text.assemble(f"{icon} ", (s.status_line(), "bold"), "   ", ("run ", "dim"), name)
+            "#status",
+            Text.assemble(f"{icon} ", (s.status_line(), "bold"), "   ", ("run ", "dim"), name, series),
         )
 
     def _draw_sample(self, s: RunState) -> None:

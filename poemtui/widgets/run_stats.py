@@ -23,9 +23,11 @@ class RunStats(Static):
 
     def show(self, s: RunState) -> None:
         cells = [
-            _cell("epoch", f"{s.epoch}/{s.epochs}" if s.epochs else "–"),
+            _cell(
+                "epoch", f"{s.epoch}/{s.epochs}" if s.epochs and not s.step_limited else f"{s.epoch or '–'}"
+            ),
             _cell("batch", f"{s.batch}/{s.batches}" if s.batches else "–"),
-            _cell("step", f"{s.step:,}"),
+            _cell("step", f"{s.step:,}/{s.max_steps:,}" if s.step_limited and s.max_steps else f"{s.step:,}"),
             _cell("lr", rate(s.lr)),
             _cell("loss", number(s.loss, 3)),
             _cell("dev loss", number(s.dev_loss, 3)),
