@@ -1,0 +1,85 @@
+"""Perplexity is DESIGN.md §4's definition, computed the slow obvious way and compared."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import torch
+
+from core.checkpoint import load_checkpoint
+from core.corpus.vocab import BOS, EOS, UNK
+from core.evaluate import evaluate
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def by_hand(model, poems: list[list[int]]) -> tuple[float, int]:
+    """Feed <bos> c1 … cn one token at a time; add -log p of c1 … cn <eos>."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for ids in poems:
+            state, prev = None, BOS
+            for target in [*ids, EOS]:
+                logits, state = model(torch.tensor([[prev]]), state=state)
+                total -= float(torch.log_softmax(logits[0, -1].double(), dim=-1)[target])
+                count += 1
+                prev = target
+    return total, count
+
+
+def test_evaluate_equals_the_definition_by_hand(tiny_checkpoint, tang300):
+    ckpt = load_checkpoint(tiny_checkpoint)
+    model, vocab = ckpt.build_model(), ckpt.vocab
+    poems = [vocab.encode(p) for p in tang300.splits["dev"][:5]]  # lengths differ: padding is exercised
+    poems.append(vocab.encode("𠀋山月"))  # an unknown character is an <unk> target that counts
+    assert UNK in poems[-1]
+    total, count = by_hand(model, poems)
+    result = evaluate(model, poems, batch_size=4)
+    assert result.tokens == count == sum(len(p) + 1 for p in poems)
+    assert result.unk_tokens == sum(t == UNK for p in poems for t in p)
+    assert math.isclose(result.loss, total / count, rel_tol=1e-5)
+    assert math.isclose(result.perplexity, math.exp(total / count), rel_tol=1e-5)
+
+
+def test_batch_size_does_not_change_perplexity(tiny_checkpoint, tang300):
+    ckpt = load_checkpoint(tiny_checkpoint)
+    model, vocab = ckpt.build_model(), ckpt.vocab
+    poems = [vocab.encode(p) for p in tang300.splits["dev"]]
+    one, many = evaluate(model, poems, batch_size=1), evaluate(model, poems, batch_size=64)
+    assert math.isclose(one.perplexity, many.perplexity, rel_tol=1e-5)
+
+
+def run_evaluate(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "core.evaluate", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_reports_the_contract_keys(tiny_checkpoint):
+    out = run_evaluate(tiny_checkpoint, "--split", "dev", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert {"perplexity", "loss", "tokens", "unk_tokens", "split", "corpus"} <= set(doc)
+    assert doc["split"] == "dev" and doc["corpus"] == "tang300" and doc["tokens"] > 4000
+    assert math.isclose(doc["perplexity"], math.exp(doc["loss"]), rel_tol=1e-9)
+
+
+def test_cli_scores_another_corpus_with_unk(tiny_checkpoint):
+    """A tang300 model on quantangshi's test split: characters it never saw are <unk> targets."""
+    out = run_evaluate(tiny_checkpoint, "--corpus", "quantangshi", "--split", "test", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["corpus"] == "quantangshi" and doc["unk_tokens"] > 0 and not doc["same_corpus"]
+
+
+def test_cli_split_that_does_not_exist(tiny_checkpoint):
+    out = run_evaluate(tiny_checkpoint, "--split", "test")
+    assert out.returncode == 2 and "no test split" in out.stderr and "Traceback" not in out.stderr
