@@ -120,8 +120,8 @@ def train_nan_eval(argv: list[str]) -> None:
     forward = PoetryLM.forward
     evaluations = {"seen_train": False, "poisoned": 0}
 
-    def poisoned_forward(self, inputs, lengths=None, state=None):
-        logits, state = forward(self, inputs, lengths=lengths, state=state)
+    def poisoned_forward(self, inputs, *args, **kwargs):
+        logits, state = forward(self, inputs, *args, **kwargs)
         if self.training:
             evaluations["seen_train"] = True
         elif evaluations["seen_train"] and evaluations["poisoned"] == 0:

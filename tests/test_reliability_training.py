@@ -102,7 +102,7 @@ def stop_now(pid: int) -> None:
 
 # --- 5. exact resume across a SIGTERM in the middle of an epoch ---------------------------------------------
 
-RESUME_ARGS = [*TINY_ARGS, "--lr", "0.1", "--eval-every", "3", "--lr-patience", "0", "--patience", "0"]
+RESUME_ARGS = [*TINY_ARGS, "--lr", "0.2", "--eval-every", "3", "--lr-patience", "0", "--patience", "0"]
 RESUME_ARGS += ["--epochs", "3", "--max-steps", "20"]
 
 
@@ -125,7 +125,7 @@ def test_resume_after_sigterm_mid_epoch_equals_one_uninterrupted_run(tmp_path):
     assert done["status"] == "terminated" and 13 <= done["step"] < 16, done  # epoch 1 has 16 batches
     stopped = read_meta(two / f"last{EXT}")
     assert stopped["progress"]["step"] == done["step"] and stopped["progress"]["batch"] == done["step"]
-    assert stopped["progress"]["bad_evals"] >= 1 and stopped["scheduler"]["_last_lr"] == [0.05]
+    assert stopped["progress"]["bad_evals"] >= 1 and stopped["scheduler"]["_last_lr"] == [0.1]
 
     second = train_cli("--resume", str(two / f"last{EXT}"), "--max-steps", "20")
     assert second.wait(timeout=300) == 0, second.stderr.read().decode()

@@ -878,7 +878,8 @@ async def test_ui_answers_keys_while_training(tmp_path):
         for key in ("ctrl+o", "ctrl+g", "ctrl+l"):  # build each screen once: the first visit composes it
             await pilot.press(key)
             await pilot.pause(0.3)
-        app.start_training(train_options(preset_values("quick")), run_name="responsive")
+        options = {**train_options(preset_values("quick")), "epochs": 1000, "patience": 0}
+        app.start_training(options, run_name="responsive")  # runs until stopped, however fast the machine
         state = app.run_state
         await wait_for(pilot, lambda: state.step >= 2, timeout=180, what="training to run")
 

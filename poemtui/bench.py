@@ -1,34 +1,34 @@
-"""Training inside the workbench is as fast as the headless CLI: the same `core.train`, run in turns.
+"""Benchmark: is training inside the workbench as fast as the headless CLI? `python -m poemtui.bench`.
+
+The same `core.train` runs in turns, headless and under the workbench (driven by Textual's Pilot).
 
 Per run, the same preset and number of steps for both:
 - wall-clock tokens/s (tokens_seen / elapsed_s of the `done` event): what a user feels;
 - CPU seconds of the training process per 1,000 tokens (the kernel's accounting of waited-for children);
 - for the TUI, the CPU share of the UI process while the child trains: the most it can take from training.
-On a quiet machine the wall-clock ratio is the figure to report (`pytest -s` prints it). On a busy one,
-wall-clock speed swings with other processes' load, so the assertions are on the UI's own CPU share (which
-bounds the slowdown it can cause) and on gross regressions only.
+On a quiet machine the wall-clock ratio is the figure to report. On a busy one, wall-clock speed swings
+with other processes' load; the UI's own CPU share bounds the slowdown it can cause whatever the load.
+A benchmark, not a test: it prints figures, it asserts nothing about speed (DESIGN: no timed unit tests).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-
-import pytest
 
 from poemtui.app import PoemApp
 from poemtui.train_options import preset_values, train_options
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 27  # three epochs of the quick preset (with their three evaluations)
-
-pytestmark = pytest.mark.slow
 
 
 def children_cpu_s() -> float:
@@ -79,22 +79,31 @@ def run_tui(root: Path) -> tuple[dict, float, float]:
                 await pilot.pause(0.1)
             cpu0, wall0 = time.process_time(), time.monotonic()
             while state.exit_code is None:
-                assert time.monotonic() - wall0 < 900, "the run did not end"
+                if time.monotonic() - wall0 > 900:
+                    raise RuntimeError("the run in the workbench did not end in 15 minutes")
                 await pilot.pause(0.2)
             ui_share.append((time.process_time() - cpu0) / (time.monotonic() - wall0))
-            assert state.status == "max_steps", state.failure
+            if state.status != "max_steps":
+                raise RuntimeError(f"the run in the workbench ended {state.status}: {state.failure}")
 
     before = children_cpu_s()
     asyncio.run(drive())
     return done_event(root / "tui"), children_cpu_s() - before, ui_share[0]
 
 
-def test_training_in_the_tui_is_as_fast_as_the_cli(tmp_path):
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m poemtui.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2, help="CLI/TUI pairs, interleaved (default: 2)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="poemtui-bench-") as tmp:
+        return report(Path(tmp), args.rounds)
+
+
+def report(tmp_path: Path, rounds: int) -> int:
     rows = []
-    for i in range(2):  # interleaved, so drifts of the machine's load hit both alike
+    for i in range(rounds):  # interleaved, so drifts of the machine's load hit both alike
         for kind in ("cli", "tui"):
             done, cpu, ui = run_cli(tmp_path / f"cli{i}") if kind == "cli" else run_tui(tmp_path / f"tui{i}")
-            assert done["step"] == STEPS
             rows.append((kind, done["tokens_seen"] / done["elapsed_s"], cpu / done["tokens_seen"] * 1000, ui))
     wall = {k: statistics.mean(r[1] for r in rows if r[0] == k) for k in ("cli", "tui")}
     cpu = {k: statistics.mean(r[2] for r in rows if r[0] == k) for k in ("cli", "tui")}
@@ -106,5 +115,8 @@ def test_training_in_the_tui_is_as_fast_as_the_cli(tmp_path):
         f"TUI/CLI wall-clock tokens/s: {wall['tui'] / wall['cli']:.3f}; "
         f"CLI/TUI CPU per token: {cpu['cli'] / cpu['tui']:.3f}; UI process: {ui_share:.1%} of a core"
     )
-    assert ui_share < 0.10, "the UI itself takes too much CPU from training"
-    assert wall["tui"] / wall["cli"] > 0.75 and cpu["cli"] / cpu["tui"] > 0.75
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
