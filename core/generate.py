@@ -145,12 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     starts = list(ASSIGNMENT_STARTS) if args.assignment else [args.start]
     poems, warnings, used = [], [], None
+    # One random stream across the starts: with a fresh stream per start, the same draws after the first
+    # character made 山… and 海… the same poem (the report's failure, one line for every start).
+    generator = None
+    if args.seed is not None:
+        import torch
+
+        generator = torch.Generator().manual_seed(args.seed)
     t1 = time.perf_counter()
     for start in starts:
         settings, warn = sampler.check(SampleSettings(start=start, **base))
         warnings += warn
         used = settings
-        for poem in sampler.generate(settings):
+        for poem in sampler.generate(settings, generator):
             poems.append({"start": settings.start, **poem.to_dict()})
     gen_s = time.perf_counter() - t1
     for w in warnings:

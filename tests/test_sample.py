@@ -110,8 +110,10 @@ def test_cli_json(tiny_checkpoint):
 def test_cli_assignment_seven_poems(tiny_checkpoint):
     out = run_generate(tiny_checkpoint.parent, "--assignment", "--seed", "2", "--json")
     assert out.returncode == 0, out.stderr
-    starts = [p["text"][0] for p in json.loads(out.stdout)["poems"]]
-    assert starts == list("日红山夜湖海月")
+    texts = [p["text"] for p in json.loads(out.stdout)["poems"]]
+    assert [t[0] for t in texts] == list("日红山夜湖海月")
+    # the report's failure: one poem for every start. Ours draw from one stream, so the rest differ too
+    assert len({t[1:] for t in texts}) == 7, texts
 
 
 @pytest.mark.parametrize("args, needle", [(["--start", "𠀋"], "𠀋"), (["--form", "6"], "--form")])
