@@ -42,20 +42,6 @@ def make_torch_optimizer(name: str, params, lr: float, momentum: float, weight_d
     raise PoemError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """ "auto": bfloat16 autocast where the hardware computes it natively (AVX512-BF16/AMX, or a CUDA GPU
-    with bf16), float32 elsewhere (emulated bf16 would be slower than float32)."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    native = (
-        getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-        or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    )
-    return "bf16" if native else "fp32"
-
-
 def _with_tied(state: dict, tied: bool) -> dict:
     return {**state, "head.weight": state["embedding.weight"]} if tied else state
 

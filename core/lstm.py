@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 IMPLS = ("fused", "autograd")
+ONEDNN_MIN_STEPS = 8  # fewer steps than this: torch.mm (see _FusedLayer.forward)
 
 
 class LSTM(nn.Module):
@@ -217,7 +218,10 @@ class _FusedLayer(torch.autograd.Function):
         P = packing
         xs = x.reshape(B * T, I).index_select(0, P.index)  # packed inputs x_t
         h0s, c0s = h0.index_select(0, P.order), c0.index_select(0, P.order)
-        x_proj = _linear(xs, w_ih, b)  # W_ih x_t + b, every step at once
+        # oneDNN with a prepacked W_hh pays off over many steps; one step at a time (generation) repacking
+        # the weights on every call costs more than the matmul, so short sequences take torch's own.
+        onednn = _onednn_ok(x) and len(P.batch_sizes) >= ONEDNN_MIN_STEPS
+        x_proj = _linear(xs, w_ih, b, onednn)  # W_ih x_t + b, every step at once
         # Step t's gates i, f, C̄, o overwrite its rows of x_proj once computed: no fresh memory per step.
         gates, keep = x_proj, any(ctx.needs_input_grad)  # keep: a backward will follow (not under no_grad)
         N = xs.shape[0]
@@ -227,9 +231,11 @@ class _FusedLayer(torch.autograd.Function):
         else:  # one row per sequence: its latest C_t (in place), tanh(C_t)
             cs, tanh_cs, rows = c0s.clone(), x.new_empty(B, H), lambda s, n: slice(0, n)
         h_prev, c_prev = h0s, c0s
-        w_hh_packed = _prepacked(w_hh, B)
+        w_hh_packed = _prepacked(w_hh, B) if onednn else w_hh
         for n, s in zip(P.batch_sizes, P.offsets, strict=True):
-            a = _linear_add(h_prev[:n], w_hh_packed, x_proj[s : s + n])  # a_t = W_hh h_{t-1} + W_ih x_t + b
+            a = _linear_add(
+                h_prev[:n], w_hh_packed, x_proj[s : s + n], onednn
+            )  # a_t = W_hh h_{t-1} + W_ih x_t + b
             i, f, g, o = _activate(a, out=gates[s : s + n] if keep else a).chunk(4, dim=1)
             c = torch.mul(f, c_prev[:n], out=cs[rows(s, n)]).addcmul_(i, g)  # C_t = f ⊙ C_{t-1} + i ⊙ C̄_t
             tanh_c = _tanh(c, out=tanh_cs[rows(s, n)])
@@ -334,9 +340,9 @@ def _final_state(packed, initial, P: Packing):
 # the BLAS behind torch.mm). Same float32 arithmetic, only the kernel differs; POEMTUI_ONEDNN=0 turns it off.
 
 
-def _linear(x, w, bias=None):
+def _linear(x, w, bias=None, onednn: bool | None = None):
     """x @ w^T + bias (w may come from _prepacked)."""
-    if _onednn_ok(x):  # oneDNN wants plain row-major operands
+    if _onednn_ok(x) if onednn is None else onednn:  # oneDNN wants plain row-major operands
         w = w if w.is_mkldnn else w.contiguous()
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), w, bias, "none", [None], "")
     return F.linear(x, w, bias)
@@ -362,9 +368,9 @@ def _linear_grads_onednn(dy, x):
     return torch.ops.aten.mkldnn_linear_backward_weights(dy.to_mkldnn(), x.to_mkldnn(), weight_like, True)
 
 
-def _linear_add(x, w, other):
+def _linear_add(x, w, other, onednn: bool):
     """other + x @ w^T (other is overwritten with the result where that saves a copy; w may be prepacked)."""
-    if _onednn_ok(x):
+    if onednn:
         return torch.ops.mkldnn._linear_pointwise.binary(x, other, w, None, "add")
     return other.addmm_(x, w.t())
 

@@ -85,8 +85,16 @@ def gelv_metrics(texts: list[str]) -> dict | None:
 
 
 def quality_report(
-    model, vocab, ckpt, samples: int = 20, seed: int = 0, device="cpu", settings: SampleSettings | None = None
+    model,
+    vocab,
+    ckpt,
+    samples: int = 20,
+    seed: int = 0,
+    device="cpu",
+    settings: SampleSettings | None = None,
+    precision: str = "auto",
 ) -> dict:
+    """The poems are sampled as `core.generate` samples them by default (precision "auto")."""
     from core.corpus import load_corpus
 
     corpus_meta = ckpt.meta["corpus"]
@@ -96,7 +104,7 @@ def quality_report(
         forms=corpus_meta.get("options", {}).get("forms"),
     )
     train_lines = {line for p in corpus.splits["train"] for line in split_lines(p) if len(line) >= 5}
-    sampler = Sampler(model, vocab, device=device)
+    sampler = Sampler(model, vocab, device=device, precision=precision)
     base = settings or SampleSettings()
     texts, logprobs, examples = [], [], {}
     for i, start in enumerate(ASSIGNMENT_STARTS):
@@ -112,6 +120,11 @@ def quality_report(
         metrics.update(tones)
     return {
         "metrics": metrics,
-        "settings": {**base.to_dict(), "samples_per_start": samples, "seed": seed},
+        "settings": {
+            **base.to_dict(),
+            "samples_per_start": samples,
+            "seed": seed,
+            "precision": sampler.precision,
+        },
         "examples": examples,
     }

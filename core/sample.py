@@ -15,6 +15,7 @@ Seed characters pass through the same machine, so a seed that cannot start such 
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from core.corpus import normalize_text
 from core.corpus.vocab import BOS, EOS, PAD, UNK
 from core.errors import PoemError, SeedError
+from core.model import resolve_precision
 
 LINE_ENDS = "，。？！；"
 FINAL_ENDS = "。？！"
@@ -202,8 +204,18 @@ class _Shape:
 class Sampler:
     """Samples poems from a PoetryLM with its vocabulary."""
 
-    def __init__(self, model, vocab, device="cpu", script: str = "simplified"):
-        self.model = model.to(device).eval()
+    def __init__(self, model, vocab, device="cpu", script: str = "simplified", precision: str = "fp32"):
+        """precision "bf16" (or "auto", where the hardware computes bf16 natively) samples with a bfloat16
+        copy of the model: one character at a time, a poem's time goes to reading the weights from memory
+        (27 MB in float32 at |V| 6,712, hidden 512, more than the CPU's cache keeps between steps), and
+        half of that is twice as fast (measured: 80 -> 39 ms a 4×7 poem). Log-probabilities are then good
+        to bf16's 2-3 digits; perplexity (core.evaluate) is always float32. The caller's model is not
+        touched, so "fp32", the default, suits a model that is still training."""
+        model = model.to(device).eval()
+        self.precision = resolve_precision(precision, torch.device(device))
+        if self.precision == "bf16":
+            model = copy.deepcopy(model).to(torch.bfloat16)
+        self.model = model
         self.vocab = vocab
         self.device = torch.device(device)
         self.script = script
@@ -223,12 +235,17 @@ class Sampler:
                 raise SeedError(f"this model's vocabulary lacks {ch!r}: it cannot write regular lines")
 
     @classmethod
-    def from_checkpoint(cls, path, device="cpu") -> Sampler:
+    def from_checkpoint(cls, path, device="cpu", precision: str = "auto") -> Sampler:
         from core.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path, map_location=device)
         script = ckpt.meta.get("corpus", {}).get("options", {}).get("script", "simplified")
-        return cls(ckpt.build_model(device), ckpt.vocab, device=device, script=script)
+        return cls(ckpt.build_model(device), ckpt.vocab, device=device, script=script, precision=precision)
+
+    def _logits(self, inputs: torch.Tensor, state=None):
+        """The last position's logits (float32, on the CPU) and the LSTM state."""
+        logits, state = self.model(inputs, state=state)
+        return logits[:, -1].float().cpu(), state
 
     # --- seeds -------------------------------------------------------------------------------------------
 
@@ -374,8 +391,7 @@ class Sampler:
         patterns = self._patterns(settings, generator) if settings.gelv else [None] * n
         shapes = [self._prime(settings, start_ids, pattern) for pattern in patterns]
         prefix = torch.tensor([[BOS, *start_ids]] * n, device=self.device)
-        logits, state = self.model(prefix)
-        logits = logits[:, -1].float().cpu()
+        logits, state = self._logits(prefix)
         out_ids: list[list[int]] = [list(start_ids) for _ in range(n)]
         logprobs: list[list[float]] = [[] for _ in range(n)]
         for _ in range(settings.max_chars + 2):
@@ -397,8 +413,7 @@ class Sampler:
             feed = torch.tensor(
                 [[c if not shapes[i].done else PAD] for i, c in enumerate(choice)], device=self.device
             )
-            logits, state = self.model(feed, state=state)
-            logits = logits[:, -1].float().cpu()
+            logits, state = self._logits(feed, state=state)
         poems = []
         for ids, lp, shape in zip(out_ids, logprobs, shapes, strict=True):
             poem = Poem(text=self.vocab.decode(ids), logprobs=lp)
@@ -439,11 +454,7 @@ class Sampler:
                 kth = torch.topk(scores, min(s.top_k, v), dim=-1).values[:, -1:]
                 scores = scores.masked_fill(scores < kth, float("-inf"))
             if s.top_p < 1.0:
-                sorted_scores, order = scores.sort(dim=-1, descending=True)
-                cum = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
-                drop = cum - sorted_scores.softmax(dim=-1) > s.top_p  # keep the smallest set reaching top_p
-                sorted_scores = sorted_scores.masked_fill(drop, float("-inf"))
-                scores = torch.full_like(scores, float("-inf")).scatter(1, order, sorted_scores)
+                scores = _nucleus(scores, s.top_p)
             probs = scores.softmax(dim=-1)
             probs = torch.where(torch.isnan(probs), torch.zeros_like(probs), probs)
             rows_ok = probs.sum(dim=-1) > 0
@@ -453,6 +464,26 @@ class Sampler:
         for i, tok in forced.items():
             result[i] = tok
         return result
+
+
+def _nucleus(scores: torch.Tensor, top_p: float, first: int = 256) -> torch.Tensor:
+    """Top-p: per row, keep the smallest set of likeliest entries whose probability reaches top_p.
+
+    The set almost always lies within the first few hundred of thousands of entries, so those are found
+    with topk; a full sort (a third of a poem's sampling time at |V| 6,712) runs only when they fall short.
+    """
+    probs = scores.softmax(dim=-1)
+    v = scores.shape[1]
+    k = min(first, v)
+    while True:
+        top, order = probs.topk(k, dim=-1)  # descending
+        cum = top.cumsum(dim=-1)
+        reached = (cum[:, -1] > top_p) | torch.isnan(cum[:, -1])  # NaN: a row with nothing allowed
+        if k == v or bool(reached.all()):
+            break
+        k = v
+    keep = torch.zeros_like(probs, dtype=torch.bool).scatter_(1, order, cum - top <= top_p)
+    return scores.masked_fill(~keep, float("-inf"))
 
 
 @functools.cache

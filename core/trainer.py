@@ -20,7 +20,7 @@ import torch
 
 from core import checkpoint as ck
 from core import distributed as dist
-from core.backends import NumpyBackend, TorchBackend, resolve_precision
+from core.backends import NumpyBackend, TorchBackend
 from core.config import (  # noqa: F401  (re-exported: the CLI, the workbench and tests import them here)
     DEFAULT_LR,
     OPTIMIZERS,
@@ -34,6 +34,7 @@ from core.corpus import load_corpus, poem_batches, stream_batches
 from core.corpus.vocab import UNK
 from core.errors import CheckpointError, PoemError
 from core.evaluate import result_from_sums
+from core.model import resolve_precision
 
 
 def resolve_device(name: str) -> torch.device:

@@ -148,3 +148,25 @@ def test_gelv_needs_a_form(sampler):
         sampler.check(SampleSettings(gelv=True))
     with pytest.raises(SeedError, match="rhyme"):
         sampler.check(SampleSettings(form="5", gelv=True, rhyme="不是韵"))
+
+
+def test_bf16_sampling_keeps_the_callers_model_and_agrees_with_fp32(tiny_checkpoint):
+    """precision bf16 samples from a copy; its poems keep the form, its log-probabilities track fp32's."""
+    import torch
+
+    from core.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    model = ckpt.build_model("cpu")
+    fast = Sampler(model, ckpt.vocab, precision="bf16")
+    exact = Sampler(model, ckpt.vocab, precision="fp32")
+    assert fast.precision == "bf16" and exact.precision == "fp32"
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the caller's model is untouched
+    s = SampleSettings(start="山", form="7", lines=4, num=8, seed=3)
+    poems = fast.generate(s)
+    assert all(is_valid_form(p.text) and len(split_lines(p.text)) == 4 for p in poems)
+    prefix = torch.tensor([[1, ckpt.vocab.stoi["山"]]])
+    a, _ = fast._logits(prefix)
+    b, _ = exact._logits(prefix)
+    pa, pb = a.log_softmax(-1).exp(), b.log_softmax(-1).exp()
+    assert (pa - pb).abs().sum() < 0.05  # total variation distance of the next-character distributions
