@@ -162,6 +162,28 @@ def test_resume_after_sigterm_mid_epoch_equals_one_uninterrupted_run(tmp_path):
     assert ca.meta["scheduler"] == cb.meta["scheduler"] and ca.meta["rng"] == cb.meta["rng"]
 
 
+def test_resume_after_sigkill_logs_each_step_once(tmp_path):
+    """Killed outright after its checkpoint at step 6, the run had logged steps 7+ that it will train
+    again: the resume drops them from metrics.jsonl (and a line torn by the kill) so each step is once."""
+    run = tmp_path / "run"
+    args = [*TINY_ARGS, "--eval-every", "6", "--max-steps", "12"]
+    proc = train_cli(*args, "--run-dir", str(run))
+    events = Events(proc)
+    try:
+        while (event := events.next())["event"] != "batch" or event["step"] < 8:
+            pass
+    finally:
+        proc.kill()
+    proc.wait(timeout=60)
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as log:
+        log.write('{"event": "batch", "ste')  # as if the kill had cut a line in half
+    assert read_meta(run / f"last{EXT}")["progress"]["step"] == 6
+    again = train_cli("--resume", str(run / f"last{EXT}"), "--max-steps", "12")
+    assert again.wait(timeout=300) == 0, again.stderr.read().decode()
+    assert [e["step"] for e in metrics(run, "batch")] == list(range(1, 13))
+    assert [e["step"] for e in metrics(run, "eval")] == [6, 12]
+
+
 # --- 6. signals during an evaluation and during a save ------------------------------------------------------
 
 
