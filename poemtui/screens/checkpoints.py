@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -29,6 +30,9 @@ the [i]quick[/i] preset trains a small model on 唐诗三百首 in a few minutes
 (Another folder? Start the app with [b]poemtui --checkpoints DIR[/b].)"""
 
 
+RESCAN_EVERY_S = 2.0
+
+
 class CheckpointsScreen(Screen):
     CSS_PATH = "checkpoints.tcss"
     TITLE = "Checkpoints"
@@ -48,6 +52,8 @@ class CheckpointsScreen(Screen):
         self.sort_by = "ppl"
         self._by_key: dict[str, CheckpointEntry] = {}
         self._signature: tuple | None = None
+        self._last_scan = 0.0
+        self._scan_timer = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -69,8 +75,22 @@ class CheckpointsScreen(Screen):
         self.rescan()
 
     def training_changed(self, kind: str) -> None:
-        if kind in ("checkpoint", "exit"):
+        """A new checkpoint is listed within RESCAN_EVERY_S: a run with short epochs saves several a second,
+        and re-listing (with the selected run's curve) on each would take CPU from the training."""
+        if kind == "exit":
             self.rescan()
+        elif kind == "checkpoint":
+            wait = self._last_scan + RESCAN_EVERY_S - time.monotonic()
+            if wait <= 0:
+                self._last_scan = time.monotonic()
+                self.rescan()
+            elif self._scan_timer is None:
+                self._scan_timer = self.set_timer(wait, self._rescan_later)
+
+    def _rescan_later(self) -> None:
+        self._scan_timer = None
+        self._last_scan = time.monotonic()
+        self.rescan()
 
     # --- listing ----------------------------------------------------------------------------------------
 
