@@ -428,7 +428,9 @@ class Trainer:
             loss=train_loss,
             dev_loss=dev["dev_loss"],
             dev_ppl=dev["dev_ppl"],
-            best_dev_ppl=_finite(min(p.best_dev_ppl, dev["dev_ppl"])),
+            # A stop's final evaluation is off the record (saved as last, never as best, so that a resumed
+            # run equals an uninterrupted one): it does not change the best either.
+            best_dev_ppl=_finite(min(p.best_dev_ppl, dev["dev_ppl"]) if scheduled else p.best_dev_ppl),
             lr=self._lr(),
             elapsed_s=self._elapsed(),
             sample=self.sample(),
