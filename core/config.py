@@ -223,6 +223,23 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# Flags that `core.train --resume` accepts anew: the schedule. Everything else comes from the checkpoint, so
+# it defines the run (the experiments rely on this to resume their runs with a new budget).
+RESUME_OVERRIDABLE = frozenset(
+    {
+        "epochs",
+        "max_minutes",
+        "max_steps",
+        "patience",
+        "eval_every",
+        "save_every",
+        "keep",
+        "device",
+        "sample_on_eval",
+    }
+)
+
+
 class StopRequested:
     """Set from a signal handler or the UI; the trainer checks it between batches."""
 

@@ -25,6 +25,7 @@ from core.config import (  # noqa: F401  (re-exported: the CLI, the workbench an
     DEFAULT_LR,
     OPTIMIZERS,
     PRESETS,
+    RESUME_OVERRIDABLE,
     StopRequested,
     TrainConfig,
     default_run_name,
@@ -492,19 +493,6 @@ def _overrides(cfg: TrainConfig) -> dict:
     """On resume the checkpoint's configuration wins, except for the schedule settings given anew."""
     explicit = getattr(cfg, "_explicit", set())
     return {k: getattr(cfg, k) for k in explicit & RESUME_OVERRIDABLE}
-
-
-RESUME_OVERRIDABLE = {
-    "epochs",
-    "max_minutes",
-    "max_steps",
-    "patience",
-    "eval_every",
-    "save_every",
-    "keep",
-    "device",
-    "sample_on_eval",
-}
 
 
 def _check_same_corpus(ckpt: ck.Checkpoint, corpus, min_freq: int) -> None:

@@ -22,25 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import OPTIMIZERS, PRESETS
+from core.config import OPTIMIZERS, PRESETS, RESUME_OVERRIDABLE
 from core.errors import PoemError
 
 # A run whose last event is `done` with one of these statuses has finished its budget.
 FINISHED = ("finished", "max_steps", "time_limit", "early_stopped")
-
-# Schedule flags that `core.train --resume` accepts anew (core.trainer._overrides); the rest of a run's
-# settings come from its checkpoint, so they define the run and must not change between sessions.
-SCHEDULE_FLAGS = (
-    "epochs",
-    "max_minutes",
-    "max_steps",
-    "patience",
-    "eval_every",
-    "save_every",
-    "keep",
-    "device",
-    "sample_on_eval",
-)
 
 # Flags the experiment sets itself; a user's extra training flags may not set them.
 CONTROLLED_FLAGS = ("run_dir", "resume", "checkpoints", "events", "quiet", "preset", "corpus", "optimizer")
@@ -104,14 +90,14 @@ class RunSpec:
 
     def identity(self) -> dict[str, str]:
         """The flags that define the run; a folder made with other values is another run."""
-        return {k: v for k, v in self.flags.items() if k not in SCHEDULE_FLAGS and k != "run_dir"}
+        return {k: v for k, v in self.flags.items() if k not in RESUME_OVERRIDABLE and k != "run_dir"}
 
     def fresh_argv(self) -> list[str]:
         return [self.python, "-m", "core.train", *to_argv(self.flags)]
 
     def resume_argv(self) -> list[str]:
         """Continue from last.safetensors with the schedule flags; the time budget less what was used."""
-        flags = {k: v for k, v in self.flags.items() if k in SCHEDULE_FLAGS}
+        flags = {k: v for k, v in self.flags.items() if k in RESUME_OVERRIDABLE}
         if self.budget.minutes is not None:
             used = _checkpoint_elapsed(self.run_dir / "last.safetensors")
             flags["max_minutes"] = _number(max(self.budget.minutes - used / 60, 1e-3))
