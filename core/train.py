@@ -129,31 +129,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return cfg
 
 
-def trim_metrics(path: Path, step: int) -> None:
-    """Drop the events after `step` from a run's log before resuming from a checkpoint at `step`.
-
-    A run killed outright (SIGKILL, power loss) has logged steps its last checkpoint does not hold; they
-    run again after the resume, and each step must appear once in the log and in the workbench's curves.
-    """
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = []
-    for line in lines:
-        if not line.endswith("\n"):
-            continue  # torn by the kill: the next event would be glued to it
-        try:
-            after = json.loads(line).get("step", 0) > step
-        except (ValueError, AttributeError, TypeError):
-            after = False  # not one of our events: kept as it is
-        if not after:
-            kept.append(line)
-    if kept != lines:
-        from core.checkpoint import atomic_write_bytes
-
-        atomic_write_bytes(path, "".join(kept).encode("utf-8"))
-
-
 class Output:
     """Renders events: metrics.jsonl always; JSON lines, a rich live display, or plain rows."""
 
@@ -300,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     output = None
     if dist.is_main():  # under torchrun, rank 0 alone writes events and logs
         if getattr(args, "resume", None):
+            from core.runlog import trim_metrics
+
             trim_metrics(Path(run_dir) / "metrics.jsonl", trainer.progress.step)
         output = Output(
             Path(run_dir), getattr(args, "events", None) == "jsonl", getattr(args, "quiet", False)

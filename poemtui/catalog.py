@@ -10,7 +10,6 @@ listed; hidden and temporary folders are never entered.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -259,23 +258,6 @@ def best_entry(entries: list[CheckpointEntry]) -> CheckpointEntry | None:
     """The readable checkpoint with the lowest dev perplexity (a sensible one to write poems with)."""
     good = [e for e in entries if e.readable and e.dev_ppl is not None]
     return min(good, key=lambda e: (e.dev_ppl, -e.mtime)) if good else None
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    """The run's events from metrics.jsonl; broken lines (a run killed mid-write) are skipped."""
-    events: list[dict] = []
-    try:
-        with open(Path(run_dir) / "metrics.jsonl", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(event, dict):
-                    events.append(event)
-    except OSError:
-        return []
-    return events
 
 
 def delete_entry(entry: CheckpointEntry) -> list[Path]:

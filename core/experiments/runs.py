@@ -24,6 +24,7 @@ from pathlib import Path
 
 from core.config import OPTIMIZERS, PRESETS, RESUME_OVERRIDABLE
 from core.errors import PoemError
+from core.runlog import read_events
 
 # A run whose last event is `done` with one of these statuses has finished its budget.
 FINISHED = ("finished", "max_steps", "time_limit", "early_stopped")
@@ -208,23 +209,6 @@ def make_spec(
 
 
 # --- state of a run folder -------------------------------------------------------------------------------
-
-
-def read_events(run_dir: Path) -> list[dict]:
-    """metrics.jsonl's events; a line cut short by a kill is skipped."""
-    events = []
-    try:
-        with open(Path(run_dir) / "metrics.jsonl", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(event, dict) and "event" in event:
-                    events.append(event)
-    except OSError:
-        return []
-    return events
 
 
 def read_record(run_dir: Path) -> dict:

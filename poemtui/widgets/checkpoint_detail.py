@@ -8,7 +8,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from poemtui.catalog import CheckpointEntry, human_date, human_size, read_metrics
+from core.runlog import read_events
+from poemtui.catalog import CheckpointEntry, human_date, human_size
 from poemtui.widgets.format import duration, number, rate
 from poemtui.widgets.run_chart import RunChart
 
@@ -127,7 +128,7 @@ class CheckpointDetail(Vertical):
             return [], []
         cached = self._curves.get(str(path))
         if cached is None or cached[0] != stamp:
-            events = read_metrics(entry.path.parent)
+            events = read_events(entry.path.parent)
             losses = [
                 (e["step"], e["loss"])
                 for e in events
