@@ -56,7 +56,7 @@ class LSTM(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """torch.nn.LSTM's scheme (uniform ±1/√H); PoetryLM re-initialises with core.model.init_weights."""
+        """PyTorch's default for recurrent layers (uniform ±1/√H); PoetryLM re-initialises the model."""
         bound = 1 / math.sqrt(self.hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
@@ -336,8 +336,8 @@ def _final_state(packed, initial, P: Packing):
 # --- matrix products ----------------------------------------------------------------------------------
 #
 # Every product above is written as x @ w^T (+ bias). On CPU in float32 it runs on oneDNN's GEMM when torch
-# has it (the kernels torch.nn.LSTM itself runs on; on some CPUs, e.g. AMD with AVX-512, 2-4x faster than
-# the BLAS behind torch.mm). Same float32 arithmetic, only the kernel differs; POEMTUI_ONEDNN=0 turns it off.
+# has it (the kernels of PyTorch's built-in recurrent layers; on some CPUs, e.g. AMD with AVX-512, 2-4x faster
+# than the BLAS behind torch.mm). Same float32 arithmetic, only the kernel differs; POEMTUI_ONEDNN=0: off.
 
 
 def _linear(x, w, bias=None, onednn: bool | None = None):

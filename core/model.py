@@ -127,7 +127,7 @@ def _init_default(model: PoetryLM) -> None:
 
 
 def _init_uniform(model: PoetryLM) -> None:
-    """torch.nn.LSTM's own scheme: every weight and bias uniform in ±1/√H."""
+    """PyTorch's default for recurrent layers: every weight and bias uniform in ±1/√H."""
     bound = 1 / math.sqrt(model.cfg.hidden_size)
     nn.init.normal_(model.embedding.weight)
     for name, p in model.named_parameters():
