@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,6 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from poemtui import catalog
 from poemtui.catalog import CheckpointEntry
 from poemtui.screens.confirm import ConfirmScreen
+from poemtui.throttle import Throttle
 from poemtui.widgets.checkpoint_detail import CheckpointDetail
 from poemtui.widgets.format import number
 
@@ -52,8 +52,7 @@ class CheckpointsScreen(Screen):
         self.sort_by = "ppl"
         self._by_key: dict[str, CheckpointEntry] = {}
         self._signature: tuple | None = None
-        self._last_scan = 0.0
-        self._scan_timer = None
+        self._rescan_soon = Throttle(self, RESCAN_EVERY_S, self.rescan)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -80,17 +79,7 @@ class CheckpointsScreen(Screen):
         if kind == "exit":
             self.rescan()
         elif kind == "checkpoint":
-            wait = self._last_scan + RESCAN_EVERY_S - time.monotonic()
-            if wait <= 0:
-                self._last_scan = time.monotonic()
-                self.rescan()
-            elif self._scan_timer is None:
-                self._scan_timer = self.set_timer(wait, self._rescan_later)
-
-    def _rescan_later(self) -> None:
-        self._scan_timer = None
-        self._last_scan = time.monotonic()
-        self.rescan()
+            self._rescan_soon()
 
     # --- listing ----------------------------------------------------------------------------------------
 

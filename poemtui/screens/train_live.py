@@ -13,6 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, ProgressBar, Static
 
+from poemtui.throttle import Throttle
 from poemtui.training import RunState
 from poemtui.widgets.format import poem_lines
 from poemtui.widgets.run_chart import RunChart
@@ -41,9 +42,8 @@ class LiveScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self._drawn_version = -1
-        self._last_numbers = 0.0
+        self._numbers = Throttle(self, NUMBERS_EVERY_S, self.redraw)  # batch events: tens a second
         self._last_chart = 0.0
-        self._pending = None
         self._drawn: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
@@ -80,15 +80,7 @@ class LiveScreen(Screen):
             ended = kind in ("done", "exit")
             self.redraw(force=ended or kind == "eval", chart=ended)
             return
-        wait = self._last_numbers + NUMBERS_EVERY_S - time.monotonic()
-        if wait <= 0:
-            self.redraw()
-        elif self._pending is None:
-            self._pending = self.set_timer(wait, self._redraw_pending)
-
-    def _redraw_pending(self) -> None:
-        self._pending = None
-        self.redraw()
+        self._numbers()
 
     def redraw(self, force: bool = False, chart: bool = False) -> None:
         s = self.state
@@ -98,7 +90,7 @@ class LiveScreen(Screen):
             return
         self._drawn_version = s.version
         now = time.monotonic()
-        self._last_numbers = now
+        self._numbers.ran()
         self._draw_status(s)
         self.query_one(RunStats).show(s)
         bar = self.query_one(ProgressBar)
