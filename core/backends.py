@@ -64,7 +64,8 @@ class TorchBackend:
     ):
         self.device = device
         self.clip = clip
-        self.bf16 = precision == "bf16"  # autocast: the output layer's matmuls in bfloat16, the rest float32
+        # autocast: every matmul (output layer and LSTM) in bfloat16, the rest float32
+        self.bf16 = precision == "bf16"
         self.model = PoetryLM(mcfg).to(device)
         self.optimizer = make_torch_optimizer(optimizer, self.model.parameters(), lr, momentum, weight_decay)
         self.net = self.model  # what the forward pass calls: the model, or its DDP wrapper

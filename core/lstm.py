@@ -84,10 +84,14 @@ class LSTM(nn.Module):
             run_layer = functools.partial(_layer_fused, packing=packing)
         else:
             run_layer = functools.partial(_layer_autograd, lengths=lengths)
+        if self.impl == "fused":
+            # Mixed precision as autocast means it: under a bfloat16 autocast the fused layer's matmuls
+            # (forward and backward) take bfloat16 operands, while the gates, the cell state and every
+            # gradient stay in the inputs' precision. Plain autograd steps stay in that precision entirely.
+            mm_dtype = _autocast_matmul_dtype(x)
+            run_layer = functools.partial(run_layer, mm_dtype=mm_dtype)
         h_n, c_n = [], []
         out = x
-        # The recurrence runs in the inputs' own precision: an enclosing autocast must not turn the cell
-        # state or the hand-written backward's matmuls into bfloat16 behind its back.
         with torch.autocast(x.device.type, enabled=False):
             for k in range(L):
                 if k > 0 and self.dropout > 0 and self.training:
@@ -197,8 +201,16 @@ def _unpadded_packing(B: int, T: int, device: str) -> Packing:
     )
 
 
-def _layer_fused(x, w_ih, w_hh, b, h0, c0, packing):
-    out, h_n, c_n = _FusedLayer.apply(x, w_ih, w_hh, b, h0, c0, packing)
+def _autocast_matmul_dtype(x) -> torch.dtype | None:
+    """bfloat16 under an enclosing bfloat16 autocast of x's device (float32 inputs only), else None."""
+    kind = x.device.type
+    if x.dtype != torch.float32 or not torch.is_autocast_enabled(kind):
+        return None
+    return torch.bfloat16 if torch.get_autocast_dtype(kind) == torch.bfloat16 else None
+
+
+def _layer_fused(x, w_ih, w_hh, b, h0, c0, packing, mm_dtype=None):
+    out, h_n, c_n = _FusedLayer.apply(x, w_ih, w_hh, b, h0, c0, packing, mm_dtype)
     return out, (h_n, c_n)
 
 
@@ -212,16 +224,23 @@ class _FusedLayer(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, w_ih, w_hh, b, h0, c0, packing: Packing):
+    def forward(ctx, x, w_ih, w_hh, b, h0, c0, packing: Packing, mm_dtype: torch.dtype | None = None):
         B, T, I = x.shape
         H = w_hh.shape[1]
         P = packing
         xs = x.reshape(B * T, I).index_select(0, P.index)  # packed inputs x_t
         h0s, c0s = h0.index_select(0, P.order), c0.index_select(0, P.order)
-        # oneDNN with a prepacked W_hh pays off over many steps; one step at a time (generation) repacking
-        # the weights on every call costs more than the matmul, so short sequences take torch's own.
-        onednn = _onednn_ok(x) and len(P.batch_sizes) >= ONEDNN_MIN_STEPS
-        x_proj = _linear(xs, w_ih, b, onednn)  # W_ih x_t + b, every step at once
+        if mm_dtype is not None:  # mixed precision: low-precision matmul operands, everything else as x
+            mm = _LowPrecision(mm_dtype)
+            x_proj = mm.linear(xs, w_ih).add_(b)
+            w_hh_packed, onednn = mm.weight(w_hh), False
+        else:
+            # oneDNN with a prepacked W_hh pays off over many steps; one step at a time (generation)
+            # repacking the weights on every call costs more than the matmul, so short sequences take
+            # torch's own.
+            mm, onednn = None, _onednn_ok(x) and len(P.batch_sizes) >= ONEDNN_MIN_STEPS
+            x_proj = _linear(xs, w_ih, b, onednn)  # W_ih x_t + b, every step at once
+            w_hh_packed = _prepacked(w_hh, B) if onednn else w_hh
         # Step t's gates i, f, C̄, o overwrite its rows of x_proj once computed: no fresh memory per step.
         gates, keep = x_proj, any(ctx.needs_input_grad)  # keep: a backward will follow (not under no_grad)
         N = xs.shape[0]
@@ -231,11 +250,12 @@ class _FusedLayer(torch.autograd.Function):
         else:  # one row per sequence: its latest C_t (in place), tanh(C_t)
             cs, tanh_cs, rows = c0s.clone(), x.new_empty(B, H), lambda s, n: slice(0, n)
         h_prev, c_prev = h0s, c0s
-        w_hh_packed = _prepacked(w_hh, B) if onednn else w_hh
         for n, s in zip(P.batch_sizes, P.offsets, strict=True):
-            a = _linear_add(
-                h_prev[:n], w_hh_packed, x_proj[s : s + n], onednn
-            )  # a_t = W_hh h_{t-1} + W_ih x_t + b
+            # a_t = W_hh h_{t-1} + W_ih x_t + b
+            if mm is not None:
+                a = x_proj[s : s + n].add_(mm.linear(h_prev[:n], w_hh_packed, prepared=True))
+            else:
+                a = _linear_add(h_prev[:n], w_hh_packed, x_proj[s : s + n], onednn)
             i, f, g, o = _activate(a, out=gates[s : s + n] if keep else a).chunk(4, dim=1)
             c = torch.mul(f, c_prev[:n], out=cs[rows(s, n)]).addcmul_(i, g)  # C_t = f ⊙ C_{t-1} + i ⊙ C̄_t
             tanh_c = _tanh(c, out=tanh_cs[rows(s, n)])
@@ -244,7 +264,7 @@ class _FusedLayer(torch.autograd.Function):
 
         # Saved the autograd way, so they are freed as soon as backward has run (unless retain_graph).
         ctx.save_for_backward(xs, w_ih, w_hh, h0s, c0s, hs, cs, tanh_cs, gates)
-        ctx.packing, ctx.x_shape = P, x.shape
+        ctx.packing, ctx.x_shape, ctx.mm_dtype = P, x.shape, mm_dtype
         out = _unpack(hs, P, B, T)
         h_n = _final_state(hs, h0, P)
         c_n = _final_state(cs, c0, P) if keep else cs.index_select(0, P.restore)
@@ -257,6 +277,7 @@ class _FusedLayer(torch.autograd.Function):
         xs, w_ih, w_hh, h0s, c0s, hs, cs, tanh_cs, gates = ctx.saved_tensors
         P, (B, T, I) = ctx.packing, ctx.x_shape
         N, H = xs.shape[0], w_hh.shape[1]
+        mm = None if ctx.mm_dtype is None else _LowPrecision(ctx.mm_dtype)
         d_hs = d_out.reshape(B * T, H).index_select(0, P.index)  # dL/dout_t, packed
         # What step t+1 sends back to step t: δh^rec_t and ε_{t+1} ⊙ f_{t+1} (first: the final states' grads)
         dh, dc = d_hn.index_select(0, P.order), d_cn.index_select(0, P.order)
@@ -264,7 +285,7 @@ class _FusedLayer(torch.autograd.Function):
         slope = xs.new_empty(B, 4 * H)  # scratch: the nonlinearities' derivatives at step t
         scratch = xs.new_empty(B, H)
         one = xs.new_ones(())
-        w_hh_t = _prepacked(w_hh.t(), B)
+        w_hh_t = _prepacked(w_hh.t(), B) if mm is None else mm.weight(w_hh.t())
         for t in reversed(range(len(P.batch_sizes))):
             n, s = P.batch_sizes[t], P.offsets[t]
             gates_t, tanh_c = gates[s : s + n], tanh_cs[s : s + n]
@@ -284,11 +305,16 @@ class _FusedLayer(torch.autograd.Function):
             torch.addcmul(one, g, g, value=-1, out=sigma[:, 2 * H : 3 * H])
             d_a[s : s + n].mul_(sigma)
             eps.mul_(f)  # ε_t ⊙ f_t, for step t-1
-            dh[:n] = _linear(d_a[s : s + n], w_hh_t)  # δh^rec_{t-1} = δa_t W_hh
+            # δh^rec_{t-1} = δa_t W_hh
+            if mm is not None:
+                dh[:n] = mm.linear(d_a[s : s + n], w_hh_t, prepared=True)
+            else:
+                dh[:n] = _linear(d_a[s : s + n], w_hh_t)
 
         d_x = d_w_ih = d_w_hh = d_b = None
         if ctx.needs_input_grad[0]:  # δx_t = δa_t W_ih, back in the batch's own layout
-            d_x = _unpack(_linear(d_a, w_ih.t()), P, B, T)
+            d_xs = _linear(d_a, w_ih.t()) if mm is None else mm.linear(d_a, w_ih.t())
+            d_x = _unpack(d_xs, P, B, T)
         if any(ctx.needs_input_grad[1:4]):
             # dW_ih = Σ_t δa_t^T x_t, dW_hh = Σ_t δa_t^T h_{t-1}, db = Σ_t δa_t: one matmul over all steps
             n0 = P.batch_sizes[0] if P.batch_sizes else 0
@@ -296,10 +322,10 @@ class _FusedLayer(torch.autograd.Function):
             inputs[:, :I] = xs
             inputs[:n0, I:] = h0s[:n0]
             inputs[n0:, I:] = hs.index_select(0, P.prev)
-            d_w, d_b = _linear_grads(d_a, inputs)
+            d_w, d_b = _linear_grads(d_a, inputs) if mm is None else mm.linear_grads(d_a, inputs)
             d_w_ih, d_w_hh = d_w.split([I, H], dim=1)
         d_h0, d_c0 = dh.index_select(0, P.restore), dc.index_select(0, P.restore)  # rows back in batch order
-        return d_x, d_w_ih, d_w_hh, d_b, d_h0, d_c0, None
+        return d_x, d_w_ih, d_w_hh, d_b, d_h0, d_c0, None, None
 
 
 def _unpack(packed, P: Packing, B: int, T: int):
@@ -373,6 +399,27 @@ def _linear_add(x, w, other, onednn: bool):
     if onednn:
         return torch.ops.mkldnn._linear_pointwise.binary(x, other, w, None, "add")
     return other.addmm_(x, w.t())
+
+
+@dataclass
+class _LowPrecision:
+    """Matmuls with operands rounded to `dtype` (bfloat16) and results back in the caller's precision:
+    what autocast does for a linear layer. The products accumulate in float32 inside the kernel; on CPUs
+    with AVX512-BF16 (or AMX, or a GPU) they run at about twice float32's speed."""
+
+    dtype: torch.dtype
+
+    def weight(self, w):
+        """w rounded once, for the matmuls of every step."""
+        return w.to(self.dtype).contiguous()
+
+    def linear(self, x, w, prepared: bool = False):
+        """x @ w^T in the low precision, returned in x's precision."""
+        return F.linear(x.to(self.dtype), w if prepared else self.weight(w)).to(x.dtype)
+
+    def linear_grads(self, dy, x):
+        """dy^T @ x (the weight gradient) with rounded operands, and dy summed over rows in full precision."""
+        return (dy.to(self.dtype).t() @ x.to(self.dtype)).to(dy.dtype), dy.sum(0)
 
 
 def _onednn_ok(x) -> bool:

@@ -246,6 +246,42 @@ def test_inference_without_autograd_gives_the_same_numbers():
     assert torch.equal(with_grad, without) and torch.equal(h, h2) and torch.equal(c, c2)
 
 
+def test_bf16_autocast_rounds_only_the_matmuls():
+    """Under a bfloat16 autocast the fused layer multiplies in bf16 but keeps its state and gradients in
+    float32: outputs and gradients track float32's to bf16's ~3 digits, and every result is float32."""
+    B, T, I, H = 6, 12, 16, 32
+    lengths = torch.tensor([12, 9, 12, 4, 7, 1])
+    runs = {}
+    for bf16 in (False, True):
+        torch.manual_seed(0)
+        lstm = LSTM(I, H, num_layers=2, impl="fused")
+        x = torch.randn(B, T, I, requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out, (h, c) = lstm(x, lengths=lengths)
+        torch.manual_seed(1)
+        ((out * torch.randn_like(out)).sum() + h.sum() + c.sum()).backward()
+        grads = {name: p.grad for name, p in lstm.named_parameters()}
+        runs[bf16] = {"out": out, "h_n": h, "c_n": c, "d x": x.grad, **grads}
+    for name, exact in runs[False].items():
+        mixed = runs[True][name]
+        assert mixed.dtype == torch.float32, name
+        assert not torch.equal(mixed, exact), f"{name}: bf16 autocast changed nothing"
+        rel = ((mixed - exact).norm() / exact.norm()).item()
+        assert rel < 2e-2, f"{name}: relative error {rel:.3g}"
+
+
+def test_fp16_autocast_and_autograd_impl_stay_full_precision():
+    """Only a bfloat16 autocast changes the fused layer's matmuls; the autograd path ignores autocast."""
+    for impl, dtype in (("fused", torch.float16), ("autograd", torch.bfloat16)):
+        torch.manual_seed(0)
+        lstm = LSTM(4, 5, impl=impl)
+        x = torch.randn(2, 3, 4)
+        plain, _ = lstm(x)
+        with torch.autocast("cpu", dtype=dtype):
+            inside, _ = lstm(x)
+        assert torch.equal(plain, inside), (impl, dtype)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_fused_matches_autograd_on_cuda():
     lengths = torch.tensor([3, 8, 1, 6, 8])
