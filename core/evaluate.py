@@ -101,10 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     own = ckpt.meta["corpus"]
     options = own.get("options", {})
     name = args.corpus or own["name"]
+    same_name = name == own["name"]
     corpus = load_corpus(
         name,
         script=options.get("script", "simplified"),
-        forms=options.get("forms") if name == own["name"] else None,
+        forms=options.get("forms") if same_name else None,
+        train_forms=options.get("train_forms") if same_name else None,
     )
     poems = corpus.splits.get(args.split) or []
     if not poems:

@@ -102,6 +102,7 @@ def quality_report(
         corpus_meta["name"],
         script=corpus_meta.get("options", {}).get("script", "simplified"),
         forms=corpus_meta.get("options", {}).get("forms"),
+        train_forms=corpus_meta.get("options", {}).get("train_forms"),  # copied lines: all it trained on
     )
     train_lines = {line for p in corpus.splits["train"] for line in split_lines(p) if len(line) >= 5}
     sampler = Sampler(model, vocab, device=device, precision=precision)

@@ -24,6 +24,7 @@ HELP = {
     "corpus": "tang300, quantangshi, or a path to a UTF-8 file (one poem a line) or chinese-poetry JSON",
     "script": "simplified (OpenCC t2s) or traditional",
     "forms": "quantangshi: regular (五/七言 绝句 and 律诗, the default) or all",
+    "train_forms": "all: train also on the poems --forms regular leaves out (dev and test stay regular)",
     "min_freq": "characters seen fewer times in train become <unk>",
     "unk_rate": "replace characters seen once in train by <unk> at this rate, so <unk> is learned",
     "seq_mode": "poem: one poem per sequence (bucketed); stream: poems joined, crops of --seq-len",
@@ -37,7 +38,7 @@ HELP = {
     "lr": "learning rate (default: per optimizer, see docs/REPORT.md)",
     "clip": "max global gradient norm (0: no clipping)",
     "lr_schedule": "plateau (halve the LR when dev loss stalls) or cosine (to lr/100 over the epochs)",
-    "precision": "fp32, bf16 (output layer in bfloat16 autocast; evaluation stays fp32) or auto",
+    "precision": "fp32, bf16 (matmuls in bfloat16, state and gradients fp32; evaluation stays fp32) or auto",
     "lr_factor": "multiply the LR by this when dev loss stops improving",
     "lr_patience": "evaluations without improvement before the LR is reduced",
     "patience": "evaluations without a better dev perplexity before stopping early (0: never)",
@@ -85,6 +86,8 @@ CHOICES = {
     "lstm_impl": ("fused", "autograd"),
     "lr_schedule": ("plateau", "cosine"),
     "precision": ("auto", "fp32", "bf16"),
+    "forms": ("regular", "all"),
+    "train_forms": ("regular", "all"),
 }
 
 

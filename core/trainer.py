@@ -115,7 +115,7 @@ class Trainer:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
 
-        self.corpus = load_corpus(cfg.corpus, script=cfg.script, forms=cfg.forms)
+        self.corpus = load_corpus(cfg.corpus, script=cfg.script, forms=cfg.forms, train_forms=cfg.train_forms)
         if ckpt is not None:
             _check_same_corpus(ckpt, self.corpus, cfg.min_freq)
         self.vocab = ckpt.vocab if ckpt else self.corpus.build_vocab(min_freq=cfg.min_freq)

@@ -9,6 +9,7 @@ import pytest
 from core.corpus import DROP_REASONS, SPLIT_SEED, load_corpus
 from core.corpus.clean import PUNCTUATION, is_hanzi, is_regular, poem_lines
 from core.corpus.fetch import MARKER, package_dir
+from core.errors import CorpusError
 
 DIGEST_SCRIPT = """
 import hashlib, json, sys
@@ -105,6 +106,33 @@ def test_traditional_and_all_forms_options():
     assert len(all_forms.poems) > 50000
     assert "irregular_form" not in all_forms.dropped
     assert not all(is_regular(p) for p in all_forms.poems)
+
+
+def test_train_forms_all_widens_train_only(quantangshi):
+    """dev and test stay the regular corpus's; the added poems are irregular or regular ones that the
+    all-forms ranks put in train, never a regular dev/test poem, nor one sharing a line with it."""
+    wide = load_corpus("quantangshi", train_forms="all")
+    assert wide.splits["dev"] == quantangshi.splits["dev"]
+    assert wide.splits["test"] == quantangshi.splits["test"]
+    regular_train = quantangshi.splits["train"]
+    assert wide.splits["train"][: len(regular_train)] == regular_train
+    extra = wide.splits["train"][len(regular_train) :]
+    assert len(extra) > 10000 and not all(is_regular(p) for p in extra)
+    held_out = set(quantangshi.splits["dev"] + quantangshi.splits["test"])
+    held_lines = {line for p in held_out for line in poem_lines(p) if len(line) >= 5}
+    assert all(p not in held_out and not held_lines & set(poem_lines(p)) for p in extra)
+    all_forms_train = set(load_corpus("quantangshi", forms="all").splits["train"])
+    assert held_out & all_forms_train, "the guard guards nothing: no held-out poem is in all-forms train"
+    assert wide.options == {**quantangshi.options, "train_forms": "all"}
+    assert wide.fingerprint != quantangshi.fingerprint
+    assert load_corpus("quantangshi", train_forms="regular").fingerprint == quantangshi.fingerprint
+
+
+def test_train_forms_cannot_narrow():
+    with pytest.raises(CorpusError, match="only widen"):
+        load_corpus("tang300", train_forms="regular")
+    with pytest.raises(CorpusError, match="unknown forms"):
+        load_corpus("quantangshi", train_forms="some")
 
 
 @pytest.fixture

@@ -9,8 +9,10 @@ import subprocess
 import sys
 
 import torch
+from engine_fixtures import train_tiny
 
 from core.checkpoint import load_checkpoint
+from core.corpus import load_corpus
 from core.corpus.vocab import BOS, EOS, UNK
 from core.evaluate import evaluate
 
@@ -83,3 +85,14 @@ def test_cli_scores_another_corpus_with_unk(tiny_checkpoint):
 def test_cli_split_that_does_not_exist(tiny_checkpoint):
     out = run_evaluate(tiny_checkpoint, "--split", "test")
     assert out.returncode == 2 and "no test split" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_model_trained_on_all_forms_is_scored_on_the_regular_splits(tmp_path):
+    """--train-forms all widens train only: the checkpoint's own dev and test are the regular corpus's,
+    and evaluate recognises its corpus (same fingerprint)."""
+    train_tiny(tmp_path / "wide", corpus="quantangshi", train_forms="all", max_steps=2, eval_every=0)
+    out = run_evaluate(tmp_path / "wide", "--split", "test", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["same_corpus"] and doc["poems"] == len(load_corpus("quantangshi").splits["test"])
+    assert doc["vocab_size"] > len(load_corpus("quantangshi").build_vocab())

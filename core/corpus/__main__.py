@@ -27,6 +27,11 @@ def build_parser() -> ArgumentParser:
     stats.add_argument(
         "--forms", choices=("regular", "all"), help="default: regular for quantangshi, else all"
     )
+    stats.add_argument(
+        "--train-forms",
+        choices=("regular", "all"),
+        help="all: the train split also holds the poems --forms regular leaves out (dev and test stay)",
+    )
     stats.add_argument("--min-freq", type=int, default=1, help="vocabulary: keep characters seen this often")
     stats.add_argument("--batch-size", type=int, default=64, help="for the padding fraction of poem batches")
     stats.add_argument("--no-cache", action="store_true", help="process the sources even if a cache is valid")
@@ -48,7 +53,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.min_freq < 1 or args.batch_size < 1:
         raise CorpusError("--min-freq and --batch-size must be at least 1")
-    corpus = load_corpus(args.corpus, script=args.script, forms=args.forms, use_cache=not args.no_cache)
+    corpus = load_corpus(
+        args.corpus,
+        script=args.script,
+        forms=args.forms,
+        train_forms=args.train_forms,
+        use_cache=not args.no_cache,
+    )
     stats = corpus_stats(corpus, batch_size=args.batch_size, min_freq=args.min_freq)
     if args.json:
         print_json(stats)

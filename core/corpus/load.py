@@ -5,6 +5,11 @@ file. Options: script "simplified" (OpenCC t2s, the default) or "traditional" (t
 forms "regular" (4 or 8 lines of all-5 or all-7 characters; quantangshi's default) or "all" (the default
 for tang300 and user files). Named corpora are cached under data/cache/ (see cache.py); user files are
 small and processed every time.
+
+train_forms "all" with forms "regular" widens the train split only: training sees the other forms too,
+while dev and test stay the regular corpus's, so its perplexities keep their meaning. Added are the
+all-forms corpus's train poems that are no dev or test poem of the regular corpus and share no line with
+one (the same guard as tang300's dev; by rank, 40 regular dev/test poems fall in all-forms' train).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import hashlib
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from core.corpus import cache
@@ -66,7 +71,12 @@ class Corpus:
 
 
 def load_corpus(
-    name: str | Path, *, script: str = "simplified", forms: str | None = None, use_cache: bool = True
+    name: str | Path,
+    *,
+    script: str = "simplified",
+    forms: str | None = None,
+    train_forms: str | None = None,
+    use_cache: bool = True,
 ) -> Corpus:
     """tang300, quantangshi or a user file, processed as the module docstring says."""
     start = time.perf_counter()
@@ -74,12 +84,33 @@ def load_corpus(
     if script not in SCRIPTS:
         raise CorpusError(f"unknown script {script!r}: use {' or '.join(SCRIPTS)}")
     forms = forms or DEFAULT_FORMS.get(name, "all")
-    if forms not in FORMS:
-        raise CorpusError(f"unknown forms {forms!r}: use {' or '.join(FORMS)}")
+    train_forms = train_forms or forms
+    for value in (forms, train_forms):
+        if value not in FORMS:
+            raise CorpusError(f"unknown forms {value!r}: use {' or '.join(FORMS)}")
+    if (forms, train_forms) == ("all", "regular"):
+        raise CorpusError("train forms can only widen the corpus's forms (regular -> all), not narrow them")
     options = {"script": script, "forms": forms}
     corpus = _load_named(name, options, use_cache) if name in NAMED else _load_user_file(name, options)
+    if train_forms != forms:
+        corpus = _widen_train(corpus, use_cache)
     corpus.load_seconds = round(time.perf_counter() - start, 3)
     return corpus
+
+
+def _widen_train(corpus: Corpus, use_cache: bool) -> Corpus:
+    """The regular corpus with the other forms' train poems added to train (module docstring)."""
+    wide = load_corpus(corpus.name, script=corpus.options["script"], forms="all", use_cache=use_cache)
+    own = set(corpus.splits["train"])
+    held_out = corpus.splits["dev"] + corpus.splits["test"]
+    extra, _ = remove_overlap([p for p in wide.splits["train"] if p not in own], held_out)
+    digest = hashlib.sha256(f"{corpus.fingerprint}\n{wide.fingerprint}\ntrain_forms=all".encode())
+    return replace(
+        corpus,
+        splits={**corpus.splits, "train": corpus.splits["train"] + extra},
+        fingerprint=digest.hexdigest(),
+        options={**corpus.options, "train_forms": "all"},
+    )
 
 
 def _load_named(name: str, options: dict, use_cache: bool) -> Corpus:

@@ -68,7 +68,7 @@ class Plan:
             from core.corpus import load_corpus, poem_batches, stream_batches
 
             cfg = self.train_config()
-            corpus = load_corpus(cfg.corpus, script=cfg.script, forms=cfg.forms)
+            corpus = load_corpus(cfg.corpus, script=cfg.script, forms=cfg.forms, train_forms=cfg.train_forms)
             vocab = corpus.build_vocab(min_freq=cfg.min_freq)
             train = [vocab.encode(p) for p in corpus.splits["train"]]
             if cfg.seq_mode == "stream":
@@ -105,7 +105,7 @@ class Plan:
         from core.corpus import load_corpus
 
         cfg = self.train_config()
-        corpus = load_corpus(cfg.corpus, script=cfg.script, forms=cfg.forms)
+        corpus = load_corpus(cfg.corpus, script=cfg.script, forms=cfg.forms, train_forms=cfg.train_forms)
         return len(corpus.build_vocab(min_freq=cfg.min_freq))
 
     def describe(self) -> dict:
