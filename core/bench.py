@@ -17,6 +17,9 @@ Method (what each number means):
   train = forward + backward + Adam step; infer = forward in eval mode without autograd;
   recurrent = the LSTM alone, forward + backward (embedding and head are identical on both sides);
   generation = a 4x7 poem, 32 tokens one at a time with batch 1 (model steps; each fed the argmax).
+- precision: fp32 (default: exact on both sides) or bf16, where train, infer and recurrent run both sides
+  under a bfloat16 autocast (the trainer's `--precision bf16`): ours multiplies in bf16 and keeps its state
+  in float32; nn.LSTM runs oneDNN's RNN primitive in bf16. The agreement check stays float32.
 - peak_rss_mb: the peak resident set (VmHWM) of a fresh child process that holds one side's model only and
   runs two training units and one inference unit; the peak is reset (/proc/self/clear_refs) once the
   corpus is loaded and the model built, so it is baseline_rss_mb (torch, batches, model) plus the most
@@ -277,7 +280,21 @@ def interleaved(tasks: dict, repeats: int, warmup: int, device, clock=time.perf_
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def measure(cfg: BenchConfig, repeats: int, device, clock=time.perf_counter) -> dict:
+def autocast(device, precision: str):
+    """The precision the timed units run in (see the module docstring)."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def in_precision(units: dict, device, precision: str) -> dict:
+    return {name: lambda f=f: _under(f, device, precision) for name, f in units.items()}
+
+
+def _under(f, device, precision: str) -> None:
+    with autocast(device, precision):
+        f()
+
+
+def measure(cfg: BenchConfig, repeats: int, device, clock=time.perf_counter, precision: str = "fp32") -> dict:
     batches, vocab_size, source = load_batches(cfg, device)
     ours, ref = build_pair(cfg, vocab_size, device)
     checked = agreement(ours, ref, batches[0])
@@ -286,7 +303,8 @@ def measure(cfg: BenchConfig, repeats: int, device, clock=time.perf_counter) -> 
     models = {"ours": (ours, True), "reference": (ref, False)}
     optimizers = {side: torch.optim.Adam(m.parameters(), lr=1e-3) for side, (m, _) in models.items()}
     rec_inputs = recurrent_inputs(ours, batches)
-    timed = functools.partial(interleaved, repeats=repeats, warmup=2, device=device, clock=clock)
+    interleave = functools.partial(interleaved, repeats=repeats, warmup=2, device=device, clock=clock)
+    timed = lambda units: interleave(in_precision(units, device, precision))  # noqa: E731
 
     train = timed(
         {s: lambda s=s: train_unit(models[s][0], optimizers[s], batches, models[s][1]) for s in models}
@@ -297,7 +315,7 @@ def measure(cfg: BenchConfig, repeats: int, device, clock=time.perf_counter) -> 
     for model, _ in models.values():
         model.eval()
     infer = timed({s: lambda s=s: infer_unit(models[s][0], batches, models[s][1]) for s in models})
-    generation = timed({s: lambda s=s: generation_unit(models[s][0]) for s in models})
+    generation = interleave({s: lambda s=s: generation_unit(models[s][0]) for s in models})  # float32
     sides = {
         side: {
             "train_tokens_per_s": tokens / train[side],
@@ -314,6 +332,7 @@ def measure(cfg: BenchConfig, repeats: int, device, clock=time.perf_counter) -> 
         "num_layers": cfg.num_layers,
         "vocab_size": vocab_size,
         "dropout": ours.cfg.dropout,
+        "precision": precision,
         "lengths": source,
         "batches_per_unit": len(batches),
         "tokens_per_unit": tokens,
@@ -351,7 +370,7 @@ def reset_peak_rss() -> None:
         pass
 
 
-def child_memory(cfg: BenchConfig, side: str, device) -> dict:
+def child_memory(cfg: BenchConfig, side: str, device, precision: str = "fp32") -> dict:
     """Run in a fresh process: one side's training and inference units, then its peak RSS."""
     batches, vocab_size, _ = load_batches(cfg, device)
     ours, ref = build_pair(cfg, vocab_size, device)
@@ -363,10 +382,11 @@ def child_memory(cfg: BenchConfig, side: str, device) -> dict:
     reset_peak_rss()
     if torch.device(device).type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    for _ in range(2):
-        train_unit(model, optimizer, batches, uses_lengths)
-    model.eval()
-    infer_unit(model, batches, uses_lengths)
+    with autocast(device, precision):
+        for _ in range(2):
+            train_unit(model, optimizer, batches, uses_lengths)
+        model.eval()
+        infer_unit(model, batches, uses_lengths)
     sync(device)
     result = {"peak_rss_mb": rss_mb("VmHWM"), "baseline_rss_mb": baseline}
     if torch.device(device).type == "cuda":
@@ -388,6 +408,8 @@ def memory_in_children(name: str, args) -> dict[str, dict]:
             name,
             "--device",
             args.device,
+            "--precision",
+            args.precision,
         ]
         cmd += ["--threads", str(torch.get_num_threads())] + (["--quick"] if args.quick else [])
         children[side] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -410,6 +432,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--quick", action="store_true", help="tiny sizes (tests)")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: both sides train and infer under a bfloat16 autocast (agreement is checked in fp32)",
+    )
     p.add_argument(
         "--clock",
         choices=list(CLOCKS),
@@ -435,14 +463,14 @@ def main(argv: list[str] | None = None) -> int:
     configs = {n: quick(CONFIGS[n]) if args.quick else CONFIGS[n] for n in names}
 
     if args.child_memory:
-        print_json(child_memory(configs[names[0]], args.child_memory, args.device))
+        print_json(child_memory(configs[names[0]], args.child_memory, args.device, args.precision))
         return 0
 
     from core.lstm import _onednn_works
 
     results = {}
     for name, cfg in configs.items():
-        results[name] = measure(cfg, args.repeats, args.device, CLOCKS[args.clock])
+        results[name] = measure(cfg, args.repeats, args.device, CLOCKS[args.clock], args.precision)
         for side, mem in memory_in_children(name, args).items():
             results[name][side].update(mem)
     main_cfg = results[names[0]]
@@ -459,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "device": args.device,
+        "precision": args.precision,
         "gemm": "oneDNN" if args.device == "cpu" and _onednn_works() else "torch",
         "repeats": args.repeats,
         "clock": args.clock,
@@ -473,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_table(report: dict) -> None:
     w = sys.stderr.write
-    w(f"torch {report['torch']}, {report['threads']} threads, {report['device']}, GEMM: {report['gemm']}\n")
+    w(f"torch {report['torch']}, {report['threads']} threads, {report['device']}, {report['precision']},"
+      f" GEMM: {report['gemm']}\n")  # fmt: skip
     w(f"{'config':<12} {'':>10} {'train tok/s':>12} {'infer tok/s':>12} {'LSTM tok/s':>11} {'gen ms':>8}"
       f" {'peak MB':>8}\n")  # fmt: skip
     for name, r in report["configs"].items():

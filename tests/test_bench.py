@@ -54,3 +54,17 @@ def test_bad_flag_is_a_one_line_error():
     )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
+
+
+def test_bf16_precision_runs_both_sides_under_autocast():
+    done = subprocess.run(
+        [sys.executable, "-m", "core.bench", "--quick", "--json", "--repeats", "1", "--config", "tang300",
+         "--precision", "bf16"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["precision"] == "bf16" and report["configs"]["tang300"]["precision"] == "bf16"
+    assert report["agreement_passed"] and report["train_ratio"] > 0 and report["ours"]["peak_rss_mb"] > 0
