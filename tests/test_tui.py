@@ -915,3 +915,21 @@ async def test_ui_answers_keys_while_training(tmp_path):
     # A stall detector, not a speed target: a UI flooded by events lags by seconds. The figure to report is
     # `python -m poemtui.bench`'s (p95 4-15 ms on a quiet machine); a shared machine adds its own delays.
     assert p95 < 0.5
+
+
+@pytest.mark.parametrize(
+    ("options", "shown"),
+    [
+        ({"forms": "regular"}, "(?, forms regular) "),
+        ({"forms": "regular", "train_forms": "all"}, "forms regular, trained on all)"),
+        ({"forms": 7, "train_forms": ["x"]}, "forms 7, trained on ['x'])"),  # a hostile header's values
+    ],
+)
+def test_checkpoint_detail_names_the_forms_it_trained_on(tmp_path, options, shown):
+    from poemtui.widgets.checkpoint_detail import describe
+
+    meta = {"corpus": {"name": "quantangshi", "options": options}, "model": {}, "train": {}, "progress": {}}
+    entry = catalog.CheckpointEntry(tmp_path / "rnn_1_2_3.45_adam.safetensors", "run", 1000, 0.0, meta=meta)
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(describe(entry))
+    assert shown in console.export_text()

@@ -51,12 +51,14 @@ def describe(entry: CheckpointEntry) -> Table | Text:
     vocab = f"{entry.vocab_size:,} characters" if entry.vocab_size else "? characters"
     step = p.get("step")
     elapsed = p.get("elapsed_s")
+    forms = str(options.get("forms", "?"))
+    if options.get("train_forms", forms) != forms:
+        forms += f", trained on {options['train_forms']}"
     rows = [
         ("file", f"{entry.label}{tags}"),
         (
             "data",
-            f"{corpus.get('name', '?')} ({options.get('script', '?')}, forms {options.get('forms', '?')})"
-            f" · vocabulary {vocab}",
+            f"{corpus.get('name', '?')} ({options.get('script', '?')}, forms {forms}) · vocabulary {vocab}",
         ),
         (
             "model",
