@@ -15,6 +15,10 @@ Two implementations compute the same numbers:
 
 Padding: with `lengths`, row b takes real steps 0 .. lengths[b]-1; afterwards its h and c stop changing and
 its outputs are 0, so (h_n, c_n) are the states after each row's last real step.
+
+Precision: under a bfloat16 autocast the fused implementation's matmuls (forward and backward) take bf16
+operands while gates, cell states and gradients stay in the inputs' float32 (_LowPrecision); otherwise, and
+always for "autograd", everything runs in the inputs' own dtype.
 """
 
 from __future__ import annotations
