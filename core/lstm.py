@@ -234,17 +234,11 @@ class _FusedLayer(torch.autograd.Function):
         P = packing
         xs = x.reshape(B * T, I).index_select(0, P.index)  # packed inputs x_t
         h0s, c0s = h0.index_select(0, P.order), c0.index_select(0, P.order)
-        if mm_dtype is not None:  # mixed precision: low-precision matmul operands, everything else as x
-            mm = _LowPrecision(mm_dtype)
-            x_proj = mm.linear(xs, w_ih).add_(b)
-            w_hh_packed, onednn = mm.weight(w_hh), False
-        else:
-            # oneDNN with a prepacked W_hh pays off over many steps; one step at a time (generation)
-            # repacking the weights on every call costs more than the matmul, so short sequences take
-            # torch's own.
-            mm, onednn = None, _onednn_ok(x) and len(P.batch_sizes) >= ONEDNN_MIN_STEPS
-            x_proj = _linear(xs, w_ih, b, onednn)  # W_ih x_t + b, every step at once
-            w_hh_packed = _prepacked(w_hh, B) if onednn else w_hh
+        # oneDNN with a prepacked W_hh pays off over many steps; one step at a time (generation) repacking
+        # the weights on every call costs more than the matmul, so short sequences take torch's own.
+        mm = _matmuls(x, mm_dtype, onednn_if=len(P.batch_sizes) >= ONEDNN_MIN_STEPS)
+        x_proj = mm.linear(xs, w_ih, b)  # W_ih x_t + b, every step at once
+        w_hh_step = mm.weight(w_hh, B)
         # Step t's gates i, f, C̄, o overwrite its rows of x_proj once computed: no fresh memory per step.
         gates, keep = x_proj, any(ctx.needs_input_grad)  # keep: a backward will follow (not under no_grad)
         N = xs.shape[0]
@@ -255,11 +249,7 @@ class _FusedLayer(torch.autograd.Function):
             cs, tanh_cs, rows = c0s.clone(), x.new_empty(B, H), lambda s, n: slice(0, n)
         h_prev, c_prev = h0s, c0s
         for n, s in zip(P.batch_sizes, P.offsets, strict=True):
-            # a_t = W_hh h_{t-1} + W_ih x_t + b
-            if mm is not None:
-                a = x_proj[s : s + n].add_(mm.linear(h_prev[:n], w_hh_packed, prepared=True))
-            else:
-                a = _linear_add(h_prev[:n], w_hh_packed, x_proj[s : s + n], onednn)
+            a = mm.linear_add(h_prev[:n], w_hh_step, x_proj[s : s + n])  # a_t = W_hh h_{t-1} + W_ih x_t + b
             i, f, g, o = _activate(a, out=gates[s : s + n] if keep else a).chunk(4, dim=1)
             c = torch.mul(f, c_prev[:n], out=cs[rows(s, n)]).addcmul_(i, g)  # C_t = f ⊙ C_{t-1} + i ⊙ C̄_t
             tanh_c = _tanh(c, out=tanh_cs[rows(s, n)])
@@ -281,7 +271,7 @@ class _FusedLayer(torch.autograd.Function):
         xs, w_ih, w_hh, h0s, c0s, hs, cs, tanh_cs, gates = ctx.saved_tensors
         P, (B, T, I) = ctx.packing, ctx.x_shape
         N, H = xs.shape[0], w_hh.shape[1]
-        mm = None if ctx.mm_dtype is None else _LowPrecision(ctx.mm_dtype)
+        mm = _matmuls(xs, ctx.mm_dtype)
         d_hs = d_out.reshape(B * T, H).index_select(0, P.index)  # dL/dout_t, packed
         # What step t+1 sends back to step t: δh^rec_t and ε_{t+1} ⊙ f_{t+1} (first: the final states' grads)
         dh, dc = d_hn.index_select(0, P.order), d_cn.index_select(0, P.order)
@@ -289,7 +279,7 @@ class _FusedLayer(torch.autograd.Function):
         slope = xs.new_empty(B, 4 * H)  # scratch: the nonlinearities' derivatives at step t
         scratch = xs.new_empty(B, H)
         one = xs.new_ones(())
-        w_hh_t = _prepacked(w_hh.t(), B) if mm is None else mm.weight(w_hh.t())
+        w_hh_t = mm.weight(w_hh.t(), B)
         for t in reversed(range(len(P.batch_sizes))):
             n, s = P.batch_sizes[t], P.offsets[t]
             gates_t, tanh_c = gates[s : s + n], tanh_cs[s : s + n]
@@ -309,16 +299,11 @@ class _FusedLayer(torch.autograd.Function):
             torch.addcmul(one, g, g, value=-1, out=sigma[:, 2 * H : 3 * H])
             d_a[s : s + n].mul_(sigma)
             eps.mul_(f)  # ε_t ⊙ f_t, for step t-1
-            # δh^rec_{t-1} = δa_t W_hh
-            if mm is not None:
-                dh[:n] = mm.linear(d_a[s : s + n], w_hh_t, prepared=True)
-            else:
-                dh[:n] = _linear(d_a[s : s + n], w_hh_t)
+            dh[:n] = mm.linear(d_a[s : s + n], w_hh_t)  # δh^rec_{t-1} = δa_t W_hh
 
         d_x = d_w_ih = d_w_hh = d_b = None
         if ctx.needs_input_grad[0]:  # δx_t = δa_t W_ih, back in the batch's own layout
-            d_xs = _linear(d_a, w_ih.t()) if mm is None else mm.linear(d_a, w_ih.t())
-            d_x = _unpack(d_xs, P, B, T)
+            d_x = _unpack(mm.linear(d_a, w_ih.t()), P, B, T)
         if any(ctx.needs_input_grad[1:4]):
             # dW_ih = Σ_t δa_t^T x_t, dW_hh = Σ_t δa_t^T h_{t-1}, db = Σ_t δa_t: one matmul over all steps
             n0 = P.batch_sizes[0] if P.batch_sizes else 0
@@ -326,7 +311,7 @@ class _FusedLayer(torch.autograd.Function):
             inputs[:, :I] = xs
             inputs[:n0, I:] = h0s[:n0]
             inputs[n0:, I:] = hs.index_select(0, P.prev)
-            d_w, d_b = _linear_grads(d_a, inputs) if mm is None else mm.linear_grads(d_a, inputs)
+            d_w, d_b = mm.linear_grads(d_a, inputs)
             d_w_ih, d_w_hh = d_w.split([I, H], dim=1)
         d_h0, d_c0 = dh.index_select(0, P.restore), dc.index_select(0, P.restore)  # rows back in batch order
         return d_x, d_w_ih, d_w_hh, d_b, d_h0, d_c0, None, None
@@ -370,26 +355,40 @@ def _final_state(packed, initial, P: Packing):
 # than the BLAS behind torch.mm). Same float32 arithmetic, only the kernel differs; POEMTUI_ONEDNN=0: off.
 
 
-def _linear(x, w, bias=None, onednn: bool | None = None):
-    """x @ w^T + bias (w may come from _prepacked)."""
-    if _onednn_ok(x) if onednn is None else onednn:  # oneDNN wants plain row-major operands
-        w = w if w.is_mkldnn else w.contiguous()
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), w, bias, "none", [None], "")
-    return F.linear(x, w, bias)
+def _matmuls(x, mm_dtype: torch.dtype | None, onednn_if: bool = True):
+    """The products of one layer's forward or backward: bf16 operands under a bf16 autocast, else x's own
+    precision on oneDNN where it works (and onednn_if holds), else torch's."""
+    if mm_dtype is not None:
+        return _LowPrecision(mm_dtype)
+    return _FullPrecision(onednn=_onednn_ok(x) and onednn_if)
 
 
-def _prepacked(w, rows: int):
-    """w laid out once for oneDNN (rows: the batch size it will see), for the matmuls of every step."""
-    if _onednn_ok(w):
-        return torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), rows)
-    return w
+@dataclass
+class _FullPrecision:
+    """x @ w^T (+ bias) in the operands' own precision, on oneDNN's kernels or torch's."""
 
+    onednn: bool
 
-def _linear_grads(dy, x):
-    """dy^T @ x and dy summed over rows: the weight and bias gradients of y = x @ w^T + b."""
-    if _onednn_ok(dy):
-        return _linear_grads_onednn(dy, x)
-    return dy.t() @ x, dy.sum(0)
+    def weight(self, w, rows: int):
+        """w laid out once for oneDNN (rows: the batch size it will see), for the matmuls of every step."""
+        return torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), rows) if self.onednn else w
+
+    def linear(self, x, w, bias=None):
+        """x @ w^T + bias (w may come from weight())."""
+        if self.onednn:  # oneDNN wants plain row-major operands
+            w = w if w.is_mkldnn else w.contiguous()
+            return torch.ops.mkldnn._linear_pointwise(x.contiguous(), w, bias, "none", [None], "")
+        return F.linear(x, w, bias)
+
+    def linear_add(self, x, w, other):
+        """other + x @ w^T, written over other (w may come from weight())."""
+        if self.onednn:
+            return torch.ops.mkldnn._linear_pointwise.binary(x, other, w, None, "add")
+        return other.addmm_(x, w.t())
+
+    def linear_grads(self, dy, x):
+        """dy^T @ x and dy summed over rows: the weight and bias gradients of y = x @ w^T + b."""
+        return _linear_grads_onednn(dy, x) if self.onednn else (dy.t() @ x, dy.sum(0))
 
 
 def _linear_grads_onednn(dy, x):
@@ -398,31 +397,28 @@ def _linear_grads_onednn(dy, x):
     return torch.ops.aten.mkldnn_linear_backward_weights(dy.to_mkldnn(), x.to_mkldnn(), weight_like, True)
 
 
-def _linear_add(x, w, other, onednn: bool):
-    """other + x @ w^T (other is overwritten with the result where that saves a copy; w may be prepacked)."""
-    if onednn:
-        return torch.ops.mkldnn._linear_pointwise.binary(x, other, w, None, "add")
-    return other.addmm_(x, w.t())
-
-
 @dataclass
 class _LowPrecision:
-    """Matmuls with operands rounded to `dtype` (bfloat16) and results back in the caller's precision:
-    what autocast does for a linear layer. The products accumulate in float32 inside the kernel; on CPUs
-    with AVX512-BF16 (or AMX, or a GPU) they run at about twice float32's speed."""
+    """The same products with operands rounded to `dtype` (bfloat16) and results back in the caller's
+    precision: what autocast does for a linear layer. The products accumulate in float32 inside the kernel;
+    on CPUs with AVX512-BF16 (or AMX, or a GPU) they run at about twice float32's speed."""
 
     dtype: torch.dtype
 
-    def weight(self, w):
+    def weight(self, w, rows: int):
         """w rounded once, for the matmuls of every step."""
         return w.to(self.dtype).contiguous()
 
-    def linear(self, x, w, prepared: bool = False):
-        """x @ w^T in the low precision, returned in x's precision."""
-        return F.linear(x.to(self.dtype), w if prepared else self.weight(w)).to(x.dtype)
+    def linear(self, x, w, bias=None):
+        """x @ w^T (+ bias) with rounded operands, returned in x's precision (w may come from weight())."""
+        y = F.linear(x.to(self.dtype), w.to(self.dtype)).to(x.dtype)
+        return y if bias is None else y.add_(bias)
+
+    def linear_add(self, x, w, other):
+        return other.add_(self.linear(x, w))
 
     def linear_grads(self, dy, x):
-        """dy^T @ x (the weight gradient) with rounded operands, and dy summed over rows in full precision."""
+        """dy^T @ x with rounded operands, and dy summed over rows in full precision."""
         return (dy.to(self.dtype).t() @ x.to(self.dtype)).to(dy.dtype), dy.sum(0)
 
 
