@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from core.checkpoint import load_checkpoint
     from core.cli import print_json
-    from core.corpus import load_corpus
+    from core.corpus import load_recorded_corpus
     from core.errors import PoemError
     from core.generate import resolve_checkpoint
 
@@ -99,15 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     path = resolve_checkpoint(Path(args.checkpoint))
     ckpt = load_checkpoint(path, map_location=args.device)
     own = ckpt.meta["corpus"]
-    options = own.get("options", {})
-    name = args.corpus or own["name"]
-    same_name = name == own["name"]
-    corpus = load_corpus(
-        name,
-        script=options.get("script", "simplified"),
-        forms=options.get("forms") if same_name else None,
-        train_forms=options.get("train_forms") if same_name else None,
-    )
+    corpus = load_recorded_corpus(own, args.corpus)
+    same_corpus = corpus.fingerprint == own.get("fingerprint")
     poems = corpus.splits.get(args.split) or []
     if not poems:
         raise PoemError(f"corpus {corpus.name} has no {args.split} split (tang300 has train and dev only)")
@@ -120,13 +113,19 @@ def main(argv: list[str] | None = None) -> int:
         "split": args.split,
         **result.to_dict(),
         "vocab_size": len(vocab),
-        "same_corpus": corpus.fingerprint == own.get("fingerprint"),
+        "same_corpus": same_corpus,
     }
     if args.quality:
         from core.quality import quality_report
 
         out["quality"] = quality_report(
-            model, vocab, ckpt, samples=args.samples, seed=args.seed, device=args.device
+            model,
+            vocab,
+            ckpt,
+            samples=args.samples,
+            seed=args.seed,
+            device=args.device,
+            corpus=corpus if same_corpus else None,  # its own corpus is loaded already
         )
     if args.json:
         print_json(out)

@@ -93,17 +93,14 @@ def quality_report(
     device="cpu",
     settings: SampleSettings | None = None,
     precision: str = "auto",
+    corpus=None,
 ) -> dict:
-    """The poems are sampled as `core.generate` samples them by default (precision "auto")."""
-    from core.corpus import load_corpus
+    """The poems are sampled as `core.generate` samples them by default (precision "auto"). Copied lines are
+    counted against the train split of `corpus`: the checkpoint's own (loaded when not given)."""
+    if corpus is None:
+        from core.corpus import load_recorded_corpus
 
-    corpus_meta = ckpt.meta["corpus"]
-    corpus = load_corpus(
-        corpus_meta["name"],
-        script=corpus_meta.get("options", {}).get("script", "simplified"),
-        forms=corpus_meta.get("options", {}).get("forms"),
-        train_forms=corpus_meta.get("options", {}).get("train_forms"),  # copied lines: all it trained on
-    )
+        corpus = load_recorded_corpus(ckpt.meta["corpus"])
     train_lines = {line for p in corpus.splits["train"] for line in split_lines(p) if len(line) >= 5}
     sampler = Sampler(model, vocab, device=device, precision=precision)
     base = settings or SampleSettings()

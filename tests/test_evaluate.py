@@ -96,3 +96,19 @@ def test_model_trained_on_all_forms_is_scored_on_the_regular_splits(tmp_path):
     doc = json.loads(out.stdout)
     assert doc["same_corpus"] and doc["poems"] == len(load_corpus("quantangshi").splits["test"])
     assert doc["vocab_size"] > len(load_corpus("quantangshi").build_vocab())
+
+
+def test_cli_quality_samples_the_seven_starts(tiny_checkpoint):
+    out = run_evaluate(tiny_checkpoint, "--split", "dev", "--quality", "--samples", "1", "--json")
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads(out.stdout)["quality"]["metrics"]
+    assert metrics["poems"] == 7 and 0 <= metrics["copy_rate"] <= 1 and metrics["valid_form"] == 1.0
+
+
+def test_recorded_corpus_is_the_checkpoints_own_or_the_named_one(tiny_checkpoint):
+    from core.corpus import load_recorded_corpus
+
+    recorded = load_checkpoint(tiny_checkpoint).meta["corpus"]
+    assert load_recorded_corpus(recorded).fingerprint == recorded["fingerprint"]
+    other = load_recorded_corpus(recorded, "quantangshi")
+    assert other.name == "quantangshi" and other.options["forms"] == "regular"

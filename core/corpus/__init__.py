@@ -11,7 +11,7 @@ Batch, poem_batches and stream_batches import torch; they are loaded on first us
 
 from core.corpus.clean import DROP_REASONS, normalize_text
 from core.corpus.fetch import data_dir, package_dir
-from core.corpus.load import NAMED, Corpus, load_corpus
+from core.corpus.load import NAMED, Corpus, load_corpus, load_recorded_corpus
 from core.corpus.splits import SPLIT_SEED
 from core.corpus.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab
 
@@ -31,6 +31,7 @@ __all__ = [
     "Vocab",
     "data_dir",
     "load_corpus",
+    "load_recorded_corpus",
     "normalize_text",
     "package_dir",
     "poem_batches",

@@ -98,6 +98,19 @@ def load_corpus(
     return corpus
 
 
+def load_recorded_corpus(recorded: dict, name: str | None = None) -> Corpus:
+    """The corpus a checkpoint recorded (its `corpus` metadata: name and options) or, given another name,
+    that corpus with its default forms in the checkpoint's script."""
+    options = recorded.get("options") if isinstance(recorded.get("options"), dict) else {}
+    own = name is None or name == recorded["name"]
+    return load_corpus(
+        recorded["name"] if own else name,
+        script=options.get("script", "simplified"),
+        forms=options.get("forms") if own else None,
+        train_forms=options.get("train_forms") if own else None,
+    )
+
+
 def _widen_train(corpus: Corpus, use_cache: bool) -> Corpus:
     """The regular corpus with the other forms' train poems added to train (module docstring)."""
     wide = load_corpus(corpus.name, script=corpus.options["script"], forms="all", use_cache=use_cache)
