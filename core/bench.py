@@ -285,11 +285,7 @@ def autocast(device, precision: str):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def in_precision(units: dict, device, precision: str) -> dict:
-    return {name: lambda f=f: _under(f, device, precision) for name, f in units.items()}
-
-
-def _under(f, device, precision: str) -> None:
+def under_autocast(f, device, precision: str) -> None:
     with autocast(device, precision):
         f()
 
@@ -304,7 +300,8 @@ def measure(cfg: BenchConfig, repeats: int, device, clock=time.perf_counter, pre
     optimizers = {side: torch.optim.Adam(m.parameters(), lr=1e-3) for side, (m, _) in models.items()}
     rec_inputs = recurrent_inputs(ours, batches)
     interleave = functools.partial(interleaved, repeats=repeats, warmup=2, device=device, clock=clock)
-    timed = lambda units: interleave(in_precision(units, device, precision))  # noqa: E731
+    run_in = functools.partial(under_autocast, device=device, precision=precision)
+    timed = lambda units: interleave({n: functools.partial(run_in, f) for n, f in units.items()})  # noqa: E731
 
     train = timed(
         {s: lambda s=s: train_unit(models[s][0], optimizers[s], batches, models[s][1]) for s in models}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import resource
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from core.runlog import read_events
 from poemtui.app import PoemApp
 from poemtui.train_options import preset_values, train_options
 
@@ -38,10 +38,7 @@ def children_cpu_s() -> float:
 
 
 def done_event(run_dir: Path) -> dict:
-    events = [
-        json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()
-    ]
-    return next(e for e in events if e["event"] == "done")
+    return next(e for e in read_events(run_dir) if e["event"] == "done")
 
 
 def run_cli(run_dir: Path) -> tuple[dict, float, None, list[float]]:
