@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from core.corpus.buckets import SEQ_MODES
 from core.errors import PoemError
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw")
@@ -42,8 +43,10 @@ class TrainConfig:
     unk_rate: float = (
         0.0  # replace train characters seen once with <unk> at this rate (learns where OOV goes)
     )
-    seq_mode: str = "poem"  # "poem": one poem per row, bucketed; "stream": poems joined, crops of seq_len
+    # "poem": one poem per row, bucketed; "stream": poems joined, crops of seq_len; "mixed": half each
+    seq_mode: str = "poem"
     seq_len: int = 64
+    crops_per_batch: int = 0  # rows of a batch of crops (stream, mixed); 0: batch_size
     batch_size: int = 64
     # model
     embed_size: int = 256
@@ -130,7 +133,7 @@ def validate_fields(d: dict) -> dict[str, str]:
     for name in ("batch_size", "embed_size", "hidden_size", "num_layers", "epochs", "seq_len"):
         positive(name)
         need(name, isinstance(d.get(name), int), "must be a whole number")
-    for name in ("patience", "eval_every", "keep", "max_steps", "lr_patience", "min_freq"):
+    for name in ("patience", "eval_every", "keep", "max_steps", "lr_patience", "min_freq", "crops_per_batch"):
         positive(name, allow_zero=True)
     positive("save_every")
     need(
@@ -153,7 +156,7 @@ def validate_fields(d: dict) -> dict[str, str]:
         "must be in (0, 1) (a constant LR: a large --lr-patience)",
     )
     need("optimizer", d.get("optimizer") in OPTIMIZERS, f"choose one of {', '.join(OPTIMIZERS)}")
-    need("seq_mode", d.get("seq_mode") in ("poem", "stream"), "choose poem or stream")
+    need("seq_mode", d.get("seq_mode") in SEQ_MODES, "choose " + ", ".join(SEQ_MODES))
     need("backend", d.get("backend") in ("torch", "numpy"), "choose torch or numpy")
     need("precision", d.get("precision", "auto") in ("auto", "fp32", "bf16"), "choose auto, fp32 or bf16")
     need("lr_schedule", d.get("lr_schedule", "plateau") in ("plateau", "cosine"), "choose plateau or cosine")
@@ -197,6 +200,11 @@ PRESETS: dict[str, dict] = {
     # The workbench default: 全唐诗's regular poems.
     "quantangshi": dict(
         corpus="quantangshi",
+        # half the poems in rows of 128 characters that run on across poems: the LSTM learns to keep its
+        # bearings past a regular poem's 64 characters (tang300's long 古体 poems; docs/REPORT.md §6)
+        seq_mode="mixed",
+        seq_len=128,
+        unk_rate=0.5,  # 唐诗三百首 has characters 全唐诗's train split lacks; <unk> must carry probability
         batch_size=64,
         embed_size=256,
         hidden_size=512,

@@ -16,7 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from core.cli import ArgumentParser, run
-from core.config import OPTIMIZERS, PRESETS, StopRequested, TrainConfig, default_run_name
+from core.config import OPTIMIZERS, PRESETS, SEQ_MODES, StopRequested, TrainConfig, default_run_name
 
 EXIT_FOR = {"interrupted": 130, "terminated": 143}
 
@@ -27,8 +27,10 @@ HELP = {
     "train_forms": "all: train also on the poems --forms regular leaves out (dev and test stay regular)",
     "min_freq": "characters seen fewer times in train become <unk>",
     "unk_rate": "replace characters seen once in train by <unk> at this rate, so <unk> is learned",
-    "seq_mode": "poem: one poem per sequence (bucketed); stream: poems joined, crops of --seq-len",
-    "seq_len": "crop length in stream mode",
+    "seq_mode": "poem: one poem per sequence (bucketed); stream: poems joined, crops of --seq-len; "
+    "mixed: half the poems each way",
+    "seq_len": "crop length in stream and mixed mode",
+    "crops_per_batch": "crops per batch in stream and mixed mode (0: --batch-size)",
     "embed_size": "embedding size (the assignment's is)",
     "hidden_size": "LSTM hidden size (hs)",
     "tie_weights": "share the embedding and output matrices (needs embed size == hidden size)",
@@ -81,7 +83,7 @@ def _number(kind):
 
 CHOICES = {
     "optimizer": OPTIMIZERS,
-    "seq_mode": ("poem", "stream"),
+    "seq_mode": SEQ_MODES,
     "backend": ("torch", "numpy"),
     "lstm_impl": ("fused", "autograd"),
     "lr_schedule": ("plateau", "cosine"),

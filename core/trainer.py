@@ -31,7 +31,7 @@ from core.config import (  # noqa: F401  (re-exported: the CLI, the workbench an
     default_run_name,
     validate_fields,
 )
-from core.corpus import load_corpus, poem_batches, stream_batches
+from core.corpus import batches_for_mode, load_corpus
 from core.corpus.vocab import UNK
 from core.errors import CheckpointError, PoemError
 from core.evaluate import result_from_sums
@@ -278,10 +278,15 @@ class Trainer:
 
     def batches_for(self, epoch: int):
         c = self.cfg
-        if c.seq_mode == "stream":
-            batches = stream_batches(self.train_ids, c.batch_size, c.seq_len, seed=c.seed, epoch=epoch)
-        else:
-            batches = poem_batches(self.train_ids, c.batch_size, seed=c.seed, epoch=epoch)
+        batches = batches_for_mode(
+            self.train_ids,
+            c.seq_mode,
+            c.batch_size,
+            c.seq_len,
+            seed=c.seed,
+            epoch=epoch,
+            crops=c.crops_per_batch,
+        )
         return dist.shard(batches, seed=c.seed, epoch=epoch)
 
     def run(self) -> dict:

@@ -124,7 +124,7 @@ class PoemApp(App):
     def start_quick(self) -> None:
         """The first-run offer: the quick preset, as the form would start it."""
         values = preset_values("quick")
-        self.start_training(train_options(values), run_name="")
+        self.start_training(train_options(values, preset="quick"), run_name="")
 
     def start_training(
         self, options: dict[str, object], *, run_name: str = "", resume: Path | None = None

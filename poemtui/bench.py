@@ -71,7 +71,9 @@ def run_tui(root: Path) -> tuple[dict, float, float, list[float]]:
         app = PoemApp(checkpoints_dir=root, python=sys.executable, welcome=False)
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.pause()
-            app.start_training({**train_options(preset_values("quick")), "max_steps": STEPS}, run_name="tui")
+            app.start_training(
+                {**train_options(preset_values("quick"), preset="quick"), "max_steps": STEPS}, run_name="tui"
+            )
             state = app.run_state
             while state.step < 1:
                 await pilot.pause(0.1)

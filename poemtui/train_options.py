@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import DEFAULT_LR, OPTIMIZERS, PRESETS, TrainConfig, validate_fields
+from core.config import DEFAULT_LR, OPTIMIZERS, PRESETS, SEQ_MODES, TrainConfig, validate_fields
+
+CROPPED_MODES = ("stream", "mixed")  # the sequence modes that use --seq-len
 
 CORPORA = ("tang300", "quantangshi", "file")
 DEVICES = ("auto", "cpu", "cuda")
@@ -47,10 +49,11 @@ FIELDS: tuple[Field, ...] = (
         "seq_mode",
         "Sequences",
         "choice",
-        ("poem", "stream"),
-        help="poem: one poem per row (bucketed by length); stream: poems joined, crops of the length below",
+        SEQ_MODES,
+        help="poem: one poem per row (bucketed by length); stream: poems joined, crops of the length "
+        "below; mixed: half the poems each way",
     ),
-    Field("seq_len", "Length", "int", help="crop length in stream mode (characters)"),
+    Field("seq_len", "Length", "int", help="crop length in stream and mixed mode (characters)"),
     Field("batch_size", "Batch size", "int", help="poems (or crops) per optimizer step"),
     Field("embed_size", "Embedding", "int", help="size of each character's embedding vector"),
     Field("hidden_size", "Hidden", "int", help="LSTM hidden size (the assignment's hs)"),
@@ -178,13 +181,18 @@ def _check_corpus_file(path_text: str) -> dict[str, str]:
     return {}
 
 
-def train_options(values: dict[str, object], *, resume: bool = False) -> dict[str, object]:
-    """The `core.train` options (TrainConfig field -> value) for a checked form."""
+def train_options(
+    values: dict[str, object], *, resume: bool = False, preset: str | None = None
+) -> dict[str, object]:
+    """The `core.train` options (TrainConfig field -> value) for a checked form. With `preset`, the run starts
+    from that preset and the form's fields override it: the settings the form does not show (the learning
+    rate schedule, precision, tied embeddings, <unk> training, …) stay the preset's, not TrainConfig's."""
     if resume:
         return {k: values[k] for k in RESUMABLE if k in values}
-    options = {k: values[k] for k in CONFIG_FIELDS if k in values}
+    options = {"preset": preset} if preset else {}
+    options.update({k: values[k] for k in CONFIG_FIELDS if k in values})
     if values.get("corpus") == "file":
         options["corpus"] = str(Path(str(values["corpus_file"])).expanduser().resolve())
-    if values.get("seq_mode") != "stream":
+    if values.get("seq_mode") not in CROPPED_MODES:
         options.pop("seq_len", None)
     return options

@@ -5,7 +5,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.corpus import BOS, EOS, PAD, SPECIALS, UNK, Vocab, poem_batches, stream_batches
+from core.corpus import (
+    BOS,
+    EOS,
+    PAD,
+    SPECIALS,
+    UNK,
+    Vocab,
+    batches_for_mode,
+    mixed_batches,
+    poem_batches,
+    stream_batches,
+)
 from core.corpus.buckets import BUCKET_CHUNK, padding_fraction, plan_poem_batches
 
 
@@ -125,3 +136,41 @@ def test_stream_shorter_than_seq_len_is_padded():
     [batch] = stream_batches([[5, 6, 7]], 4, 10, seed=0, epoch=0)
     assert batch.inputs[0, :6].tolist() == [BOS, 5, 6, 7, EOS, PAD]
     assert batch.lengths.tolist() == [5] and batch.tokens == 4
+
+
+def test_mixed_batches_hold_half_the_poems_whole_and_crop_the_other_half(quantangshi):
+    vocab = quantangshi.build_vocab()
+    encoded = [vocab.encode(p) for p in quantangshi.splits["dev"]]
+    batches = mixed_batches(encoded, 32, 128, seed=5, epoch=0)
+    kinds = [b.inputs.shape[1] == 128 and bool((b.lengths == 128).all()) for b in batches]
+    cropped = [b for b, crop in zip(batches, kinds, strict=True) if crop]
+    whole = [b for b, crop in zip(batches, kinds, strict=True) if not crop]
+    assert kinds != sorted(kinds) and kinds != sorted(kinds, reverse=True)  # shuffled together
+    rows = {tuple(b.inputs[i, 1:n].tolist()) for b in whole for i, n in enumerate(b.lengths.tolist())}
+    assert abs(len(rows) - len(encoded) / 2) <= 1 and rows <= set(map(tuple, encoded))
+    stream_tokens = sum(b.lengths.sum().item() for b in cropped)
+    held_out = sum(len(p) + 2 for p in encoded if tuple(p) not in rows)
+    assert abs(stream_tokens - held_out) < 128 * 2  # about one pass over the other half, in crops
+    for b in cropped:
+        assert torch.equal(b.inputs[:, 1:], b.targets[:, :-1]) and torch.equal(b.mask, b.targets != BOS)
+    same = mixed_batches(encoded, 32, 128, seed=5, epoch=0)
+    assert all(torch.equal(x.inputs, y.inputs) for x, y in zip(batches, same, strict=True))
+    next_epoch = mixed_batches(encoded, 32, 128, seed=5, epoch=1)
+    rows_next = {
+        tuple(b.inputs[i, 1:n].tolist()) for b in next_epoch for i, n in enumerate(b.lengths.tolist())
+    }
+    assert rows_next != rows  # another half is whole in the next epoch
+
+
+def test_batches_for_mode_dispatches_and_refuses_an_unknown_mode(tang300, vocab):
+    encoded = [vocab.encode(p) for p in tang300.splits["dev"]]
+    made = batches_for_mode(encoded, "poem", 8, 64, seed=1, epoch=0)
+    assert [b.inputs.tolist() for b in made] == [
+        b.inputs.tolist() for b in poem_batches(encoded, 8, seed=1, epoch=0)
+    ]
+    assert batches_for_mode(encoded, "stream", 8, 40, seed=1, epoch=0)[0].inputs.shape == (8, 40)
+    assert batches_for_mode(encoded, "stream", 8, 40, seed=1, epoch=0, crops=3)[0].inputs.shape == (3, 40)
+    mixed = batches_for_mode(encoded, "mixed", 8, 40, seed=1, epoch=0, crops=3)
+    assert (3, 40) in {tuple(b.inputs.shape) for b in mixed}
+    with pytest.raises(ValueError, match="unknown sequence mode 'rows'"):
+        batches_for_mode(encoded, "rows", 8, 64, seed=1, epoch=0)

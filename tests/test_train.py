@@ -77,11 +77,13 @@ def _weights(path):
     return load_checkpoint(path).model_state
 
 
-@pytest.mark.parametrize("n_first, unk_rate", [(5, 0.0), (13, 0.3)])
-def test_resume_equals_one_uninterrupted_run(tmp_path, n_first, unk_rate):
+@pytest.mark.parametrize(
+    "n_first, unk_rate, seq_mode", [(5, 0.0, "poem"), (13, 0.3, "poem"), (9, 0.3, "mixed")]
+)
+def test_resume_equals_one_uninterrupted_run(tmp_path, n_first, unk_rate, seq_mode):
     total = 20
     one_events, two_events = [], []
-    common = dict(epochs=3, eval_every=6, lr_patience=0, unk_rate=unk_rate)
+    common = dict(epochs=3, eval_every=6, lr_patience=0, unk_rate=unk_rate, seq_mode=seq_mode, seq_len=48)
     train_tiny(tmp_path / "one", one_events, max_steps=total, **common)
     train_tiny(tmp_path / "two", two_events, max_steps=n_first, **common)
     train_tiny(tmp_path / "two", two_events, resume=tmp_path / "two" / "last.safetensors", max_steps=total)

@@ -5,7 +5,7 @@
     vocab = corpus.build_vocab()                    # train split only
     batches = poem_batches([vocab.encode(p) for p in corpus.splits["train"]], 64, seed=0, epoch=0)
 
-Batch, poem_batches and stream_batches import torch; they are loaded on first use so that
+Batch and the batch makers import torch; they are loaded on first use so that
 `python -m core.corpus fetch` and `stats` start quickly.
 """
 
@@ -15,7 +15,7 @@ from core.corpus.load import NAMED, Corpus, load_corpus, load_recorded_corpus
 from core.corpus.splits import SPLIT_SEED
 from core.corpus.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab
 
-_TORCH_NAMES = ("Batch", "poem_batches", "stream_batches")
+_TORCH_NAMES = ("Batch", "batches_for_mode", "mixed_batches", "poem_batches", "stream_batches")
 
 __all__ = [
     "BOS",
@@ -29,9 +29,11 @@ __all__ = [
     "Batch",
     "Corpus",
     "Vocab",
+    "batches_for_mode",
     "data_dir",
     "load_corpus",
     "load_recorded_corpus",
+    "mixed_batches",
     "normalize_text",
     "package_dir",
     "poem_batches",

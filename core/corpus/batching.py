@@ -9,6 +9,12 @@ stream_batches: the assignment's mode. The poems, each framed `<bos> … <eos>`,
 row is a random crop of seq_len tokens and its target is the crop shifted by one. A target that is
 <bos> (the start of the next poem, always after <eos>) does not count: poem mode never asks for it.
 
+mixed_batches: half the poems (a different half each epoch) in poem batches, the other half joined into
+a stream and cropped. Poem rows teach the start of a poem from the empty state, as evaluation scores it;
+stream rows run the LSTM over several poems in a row, so its state stays sensible far beyond the length
+of a regular poem (a model trained on poem rows alone loses its way after ~64 characters of a long 古体
+poem: docs/REPORT.md §6).
+
 Both are deterministic in (seed, epoch) (see buckets.rng_for).
 """
 
@@ -19,8 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.corpus.buckets import plan_poem_batches, rng_for
+from core.corpus.buckets import SEQ_MODES, plan_poem_batches, rng_for
 from core.corpus.vocab import BOS, EOS, PAD
+
+MIXED_STREAM_SHARE = 0.5  # of the poems, in mixed mode
 
 
 @dataclass
@@ -107,3 +115,42 @@ def stream_batches(
             )
         )
     return batches
+
+
+def mixed_batches(
+    encoded: list[list[int]], batch_size: int, seq_len: int, *, seed: int, epoch: int, crops: int = 0
+) -> list[Batch]:
+    """Poem batches (batch_size poems) of half the poems and stream crops (`crops` of them a batch; 0: as
+    many as batch_size) of the other half, shuffled together."""
+    rng = rng_for("mixed", seed, epoch)
+    order = list(range(len(encoded)))
+    rng.shuffle(order)
+    cut = round(MIXED_STREAM_SHARE * len(order))
+    streamed = stream_batches(
+        [encoded[i] for i in order[:cut]], crops or batch_size, seq_len, seed=seed, epoch=epoch
+    )
+    whole = poem_batches([encoded[i] for i in order[cut:]], batch_size, seed=seed, epoch=epoch)
+    batches = whole + streamed
+    rng.shuffle(batches)
+    return batches
+
+
+def batches_for_mode(
+    encoded: list[list[int]],
+    mode: str,
+    batch_size: int,
+    seq_len: int,
+    *,
+    seed: int,
+    epoch: int,
+    crops: int = 0,
+) -> list[Batch]:
+    """One epoch's training batches in `mode` (one of SEQ_MODES); crops: rows of a batch of crops (0: as
+    many as batch_size)."""
+    if mode == "stream":
+        return stream_batches(encoded, crops or batch_size, seq_len, seed=seed, epoch=epoch)
+    if mode == "mixed":
+        return mixed_batches(encoded, batch_size, seq_len, seed=seed, epoch=epoch, crops=crops)
+    if mode == "poem":
+        return poem_batches(encoded, batch_size, seed=seed, epoch=epoch)
+    raise ValueError(f"unknown sequence mode {mode!r}; choose one of {', '.join(SEQ_MODES)}")

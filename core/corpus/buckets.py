@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 BUCKET_CHUNK = 50  # batches per sorted chunk
+SEQ_MODES = ("poem", "stream", "mixed")  # how training rows are made (core.corpus.batching)
 
 
 def rng_for(kind: str, seed: int, epoch: int) -> random.Random:

@@ -65,16 +65,21 @@ class Plan:
     def epoch_steps(self) -> int:
         """Optimizer steps per epoch, counted as the trainer makes its batches."""
         if self._epoch_steps is None:
-            from core.corpus import load_corpus, poem_batches, stream_batches
+            from core.corpus import batches_for_mode, load_corpus
 
             cfg = self.train_config()
             corpus = load_corpus(cfg.corpus, script=cfg.script, forms=cfg.forms, train_forms=cfg.train_forms)
             vocab = corpus.build_vocab(min_freq=cfg.min_freq)
             train = [vocab.encode(p) for p in corpus.splits["train"]]
-            if cfg.seq_mode == "stream":
-                batches = stream_batches(train, cfg.batch_size, cfg.seq_len, seed=self.seed, epoch=0)
-            else:
-                batches = poem_batches(train, cfg.batch_size, seed=self.seed, epoch=0)
+            batches = batches_for_mode(
+                train,
+                cfg.seq_mode,
+                cfg.batch_size,
+                cfg.seq_len,
+                seed=self.seed,
+                epoch=0,
+                crops=cfg.crops_per_batch,
+            )
             self._epoch_steps = len(batches)
         return self._epoch_steps
 

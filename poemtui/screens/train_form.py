@@ -18,7 +18,7 @@ from poemtui.widgets.form_field import FormField
 PRESET_TEXT = {
     "quick": "a small model on 唐诗三百首: real learning within a few minutes on a CPU",
     "tang300": "the assignment's setting on 唐诗三百首: hidden 256, batch 30, dropout 0.5",
-    "quantangshi": "全唐诗's regular poems, a 2×512 LSTM: hours on a CPU, minutes on a GPU",
+    "quantangshi": "全唐诗's regular poems, a 2×512 LSTM: about 27 minutes on 2 CPU cores (test ppl 102)",
 }
 COLUMNS = {
     "Data": ("corpus", "corpus_file", "seq_mode", "seq_len", "batch_size", "run_name"),
@@ -194,7 +194,7 @@ class TrainFormScreen(Screen):
         fields = self.fields()
         fields["corpus_file"].display = fields["corpus"].text == "file"
         fields["seq_len"].control.disabled = (
-            fields["seq_mode"].text != "stream" or self.resume_entry is not None
+            fields["seq_mode"].text not in opts.CROPPED_MODES or self.resume_entry is not None
         )
 
     # --- resume -----------------------------------------------------------------------------------------
@@ -276,7 +276,8 @@ class TrainFormScreen(Screen):
             return
         resume = self.resume_entry.path if self.resume_entry else None
         run_name = str(self.values.get("run_name") or "")
-        options = opts.train_options(self.values, resume=resume is not None)
+        preset = self.query_one("#row-preset", FormField).text
+        options = opts.train_options(self.values, resume=resume is not None, preset=preset)
         started = self.app.start_training(options, run_name=run_name, resume=resume)
         if started and resume is not None:
             self.action_new_run()  # the form is ready for a new run when the user comes back
