@@ -942,10 +942,28 @@ async def test_ui_answers_keys_while_training(tmp_path):
     ],
 )
 def test_checkpoint_detail_names_the_forms_it_trained_on(tmp_path, options, shown):
+    meta = {"corpus": {"name": "quantangshi", "options": options}, "model": {}, "train": {}, "progress": {}}
+    assert shown in _detail_text(tmp_path, meta)
+
+
+def _detail_text(tmp_path, meta: dict) -> str:
+    """The checkpoint browser's detail pane for a checkpoint with this header, as plain text."""
     from poemtui.widgets.checkpoint_detail import describe
 
-    meta = {"corpus": {"name": "quantangshi", "options": options}, "model": {}, "train": {}, "progress": {}}
     entry = catalog.CheckpointEntry(tmp_path / "rnn_1_2_3.45_adam.safetensors", "run", 1000, 0.0, meta=meta)
     console = Console(width=200, record=True, file=io.StringIO())
     console.print(describe(entry))
-    assert shown in console.export_text()
+    return console.export_text()
+
+
+@pytest.mark.parametrize(
+    ("train", "shown"),
+    [
+        ({"seq_mode": "poem", "seq_len": 64}, "· poem sequences ·"),
+        ({"seq_mode": "mixed", "seq_len": 128}, "· mixed sequences of 128 ·"),
+        ({"seq_mode": "stream", "seq_len": 48}, "· stream sequences of 48 ·"),
+    ],
+)
+def test_checkpoint_detail_says_how_rows_were_made(tmp_path, train, shown):
+    meta = {"corpus": {"name": "tang300", "options": {}}, "model": {}, "train": train, "progress": {}}
+    assert shown in _detail_text(tmp_path, meta)

@@ -10,6 +10,7 @@ from textual.widgets import Static
 
 from core.runlog import read_events
 from poemtui.catalog import CheckpointEntry, human_date, human_size
+from poemtui.train_options import CROPPED_MODES
 from poemtui.widgets.format import duration, number, rate
 from poemtui.widgets.run_chart import RunChart
 
@@ -71,7 +72,7 @@ def describe(entry: CheckpointEntry) -> Table | Text:
         (
             "training",
             f"{entry.optimizer}, lr {rate(lr) if isinstance(lr, float) else 'default'} · "
-            f"batch {t.get('batch_size')} · {t.get('seq_mode')} sequences · "
+            f"batch {t.get('batch_size')} · {sequences(t)} · "
             f"{t.get('epochs')} epochs, patience {t.get('patience')}",
         ),
         (
@@ -141,3 +142,11 @@ class CheckpointDetail(Vertical):
             evals = [e for e in events if e.get("event") == "eval" and isinstance(e.get("step"), int)]
             cached = self._curves[str(path)] = (stamp, losses, evals)
         return cached[1], cached[2]
+
+
+def sequences(train: dict) -> str:
+    """How the run made its rows: "poem sequences", or with the crop length of stream and mixed ones."""
+    mode = train.get("seq_mode")
+    if mode in CROPPED_MODES:
+        return f"{mode} sequences of {train.get('seq_len')}"
+    return f"{mode} sequences"
