@@ -12,9 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import DEFAULT_LR, OPTIMIZERS, PRESETS, SEQ_MODES, TrainConfig, validate_fields
-
-CROPPED_MODES = ("stream", "mixed")  # the sequence modes that use --seq-len
+from core.config import (
+    CROPPED_MODES,
+    DEFAULT_LR,
+    OPTIMIZERS,
+    PRESETS,
+    SEQ_MODES,
+    TrainConfig,
+    validate_fields,
+)
 
 CORPORA = ("tang300", "quantangshi", "file")
 DEVICES = ("auto", "cpu", "cuda")

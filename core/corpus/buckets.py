@@ -6,6 +6,7 @@ import random
 
 BUCKET_CHUNK = 50  # batches per sorted chunk
 SEQ_MODES = ("poem", "stream", "mixed")  # how training rows are made (core.corpus.batching)
+CROPPED_MODES = ("stream", "mixed")  # the modes whose rows are crops of seq_len
 
 
 def rng_for(kind: str, seed: int, epoch: int) -> random.Random:

@@ -8,9 +8,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from core.config import CROPPED_MODES
 from core.runlog import read_events
 from poemtui.catalog import CheckpointEntry, human_date, human_size
-from poemtui.train_options import CROPPED_MODES
 from poemtui.widgets.format import duration, number, rate
 from poemtui.widgets.run_chart import RunChart
 
