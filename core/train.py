@@ -17,6 +17,7 @@ from pathlib import Path
 
 from core.cli import ArgumentParser, run
 from core.config import OPTIMIZERS, PRESETS, SEQ_MODES, StopRequested, TrainConfig, default_run_name
+from core.corpus.load import FORMS
 
 EXIT_FOR = {"interrupted": 130, "terminated": 143}
 
@@ -88,8 +89,8 @@ CHOICES = {
     "lstm_impl": ("fused", "autograd"),
     "lr_schedule": ("plateau", "cosine"),
     "precision": ("auto", "fp32", "bf16"),
-    "forms": ("regular", "all"),
-    "train_forms": ("regular", "all"),
+    "forms": FORMS,
+    "train_forms": FORMS,
 }
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from core.cli import ArgumentParser, print_json, run
+from core.corpus.load import FORMS
 
 
 def build_parser() -> ArgumentParser:
@@ -24,12 +25,10 @@ def build_parser() -> ArgumentParser:
     stats = commands.add_parser("stats", help="poems, characters, vocabulary, splits, OOV and padding")
     stats.add_argument("--corpus", required=True, help="tang300, quantangshi, or a path to a poem file")
     stats.add_argument("--script", choices=("simplified", "traditional"), default="simplified")
-    stats.add_argument(
-        "--forms", choices=("regular", "all"), help="default: regular for quantangshi, else all"
-    )
+    stats.add_argument("--forms", choices=FORMS, help="default: regular for quantangshi, else all")
     stats.add_argument(
         "--train-forms",
-        choices=("regular", "all"),
+        choices=FORMS,
         help="all: the train split also holds the poems --forms regular leaves out (dev and test stay)",
     )
     stats.add_argument("--min-freq", type=int, default=1, help="vocabulary: keep characters seen this often")
