@@ -31,6 +31,7 @@ Method (what each number means):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import gc
 import json
@@ -181,24 +182,28 @@ def load_batches(cfg: BenchConfig, device) -> tuple[list, int, str]:
     return [b.to(device) for b in batches], vocab_size, source
 
 
-def train_unit(model, optimizer, batches, uses_lengths: bool) -> None:
+def train_unit(model, optimizer, batches, uses_lengths: bool, amp=contextlib.nullcontext) -> None:
+    """amp: the autocast each forward pass runs under (a fresh one per step, as the trainer does: within one
+    autocast region the bf16 copies of the weights are cached and would miss the optimizer's updates)."""
     for batch in batches:
-        logits, _ = model(batch.inputs, lengths=batch.lengths if uses_lengths else None)
+        with amp():
+            logits, _ = model(batch.inputs, lengths=batch.lengths if uses_lengths else None)
         masked_cross_entropy(logits, batch.targets, batch.mask).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
 
-def infer_unit(model, batches, uses_lengths: bool) -> None:
-    with torch.no_grad():
+def infer_unit(model, batches, uses_lengths: bool, amp=contextlib.nullcontext) -> None:
+    with torch.no_grad(), amp():
         for batch in batches:
             model(batch.inputs, lengths=batch.lengths if uses_lengths else None)
 
 
-def recurrent_unit(lstm, inputs, uses_lengths: bool) -> None:
+def recurrent_unit(lstm, inputs, uses_lengths: bool, amp=contextlib.nullcontext) -> None:
     """The LSTM alone: forward + backward of a fixed linear function of the real outputs."""
     for x, lengths, weight in inputs:
-        out, _ = lstm(x, lengths=lengths) if uses_lengths else lstm(x)
+        with amp():
+            out, _ = lstm(x, lengths=lengths) if uses_lengths else lstm(x)
         (out * weight).sum().backward()
 
 
@@ -281,13 +286,8 @@ def interleaved(tasks: dict, repeats: int, warmup: int, device, clock=time.perf_
 
 
 def autocast(device, precision: str):
-    """The precision the timed units run in (see the module docstring)."""
+    """The autocast the timed forward passes run under (see the module docstring)."""
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
-def under_autocast(f, device, precision: str) -> None:
-    with autocast(device, precision):
-        f()
 
 
 def measure(cfg: BenchConfig, repeats: int, device, clock=time.perf_counter, precision: str = "fp32") -> dict:
@@ -299,20 +299,19 @@ def measure(cfg: BenchConfig, repeats: int, device, clock=time.perf_counter, pre
     models = {"ours": (ours, True), "reference": (ref, False)}
     optimizers = {side: torch.optim.Adam(m.parameters(), lr=1e-3) for side, (m, _) in models.items()}
     rec_inputs = recurrent_inputs(ours, batches)
-    interleave = functools.partial(interleaved, repeats=repeats, warmup=2, device=device, clock=clock)
-    run_in = functools.partial(under_autocast, device=device, precision=precision)
-    timed = lambda units: interleave({n: functools.partial(run_in, f) for n, f in units.items()})  # noqa: E731
+    timed = functools.partial(interleaved, repeats=repeats, warmup=2, device=device, clock=clock)
+    amp = functools.partial(autocast, device, precision)
 
     train = timed(
-        {s: lambda s=s: train_unit(models[s][0], optimizers[s], batches, models[s][1]) for s in models}
+        {s: lambda s=s: train_unit(models[s][0], optimizers[s], batches, models[s][1], amp) for s in models}
     )
     recurrent = timed(
-        {s: lambda s=s: recurrent_unit(models[s][0].lstm, rec_inputs, models[s][1]) for s in models}
+        {s: lambda s=s: recurrent_unit(models[s][0].lstm, rec_inputs, models[s][1], amp) for s in models}
     )
     for model, _ in models.values():
         model.eval()
-    infer = timed({s: lambda s=s: infer_unit(models[s][0], batches, models[s][1]) for s in models})
-    generation = interleave({s: lambda s=s: generation_unit(models[s][0]) for s in models})  # float32
+    infer = timed({s: lambda s=s: infer_unit(models[s][0], batches, models[s][1], amp) for s in models})
+    generation = timed({s: lambda s=s: generation_unit(models[s][0]) for s in models})  # float32
     sides = {
         side: {
             "train_tokens_per_s": tokens / train[side],
@@ -379,11 +378,11 @@ def child_memory(cfg: BenchConfig, side: str, device, precision: str = "fp32") -
     reset_peak_rss()
     if torch.device(device).type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    with autocast(device, precision):
-        for _ in range(2):
-            train_unit(model, optimizer, batches, uses_lengths)
-        model.eval()
-        infer_unit(model, batches, uses_lengths)
+    amp = functools.partial(autocast, device, precision)
+    for _ in range(2):
+        train_unit(model, optimizer, batches, uses_lengths, amp)
+    model.eval()
+    infer_unit(model, batches, uses_lengths, amp)
     sync(device)
     result = {"peak_rss_mb": rss_mb("VmHWM"), "baseline_rss_mb": baseline}
     if torch.device(device).type == "cuda":

@@ -68,3 +68,31 @@ def test_bf16_precision_runs_both_sides_under_autocast():
     report = json.loads(done.stdout)
     assert report["precision"] == "bf16" and report["configs"]["tang300"]["precision"] == "bf16"
     assert report["agreement_passed"] and report["train_ratio"] > 0 and report["ours"]["peak_rss_mb"] > 0
+
+
+def test_bf16_training_unit_casts_the_updated_weights_at_every_step():
+    """One autocast region over several optimizer steps would reuse its cached bf16 copy of the first step's
+    weights; the unit opens one per forward pass, so its steps equal separately autocast steps."""
+    import functools
+
+    import torch
+
+    from core.bench import autocast, train_unit
+    from core.corpus import poem_batches
+    from core.model import ModelConfig, PoetryLM, masked_cross_entropy
+
+    batches = poem_batches([[5, 6, 7, 8], [9, 10, 11], [4, 12, 13, 14, 15]], 3, seed=0, epoch=0) * 3
+    cfg = ModelConfig(vocab_size=16, embed_size=8, hidden_size=8, num_layers=1, dropout=0.0)
+    torch.manual_seed(0)
+    unit, steps = PoetryLM(cfg), PoetryLM(cfg)
+    steps.load_state_dict(unit.state_dict())
+    opt_unit, opt_steps = (torch.optim.SGD(m.parameters(), lr=5.0) for m in (unit, steps))
+    train_unit(unit, opt_unit, batches, True, functools.partial(autocast, "cpu", "bf16"))
+    for batch in batches:
+        with autocast("cpu", "bf16"):
+            logits, _ = steps(batch.inputs, lengths=batch.lengths)
+        masked_cross_entropy(logits, batch.targets, batch.mask).backward()
+        opt_steps.step()
+        opt_steps.zero_grad(set_to_none=True)
+    for a, b in zip(unit.parameters(), steps.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
