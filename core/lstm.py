@@ -84,9 +84,7 @@ class LSTM(nn.Module):
         if x.shape[1] == 0:  # no step at all: nothing changes
             return x.new_zeros(B, 0, H), (h0, c0)
         if self.impl == "fused":
-            # Mixed precision as autocast means it: under a bfloat16 autocast the fused layer's matmuls
-            # (forward and backward) take bfloat16 operands, while the gates, the cell state and every
-            # gradient stay in the inputs' precision. Plain autograd steps stay in that precision entirely.
+            # an enclosing bf16 autocast reaches the matmuls only (module docstring, "Precision")
             packing = Packing.of(lengths, B, x.shape[1], x.device)
             run_layer = functools.partial(_layer_fused, packing=packing, mm_dtype=_autocast_matmul_dtype(x))
         else:
