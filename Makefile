@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "poemtui needs Python >= 3.11"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c $(TORCH_CONSTRAINTS) -e '.[dev]'
+	$(PY) -m core.native
 	@touch $@
 
 corpus: $(CORPUS_STAMP)

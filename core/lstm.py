@@ -17,7 +17,7 @@ Padding: with `lengths`, row b takes real steps 0 .. lengths[b]-1; afterwards it
 its outputs are 0, so (h_n, c_n) are the states after each row's last real step.
 
 Precision: under a bfloat16 autocast the fused implementation's matmuls (forward and backward) take bf16
-operands while gates, cell states and gradients stay in the inputs' float32 (_LowPrecision); otherwise, and
+operands while gates, cell states and gradients stay in the inputs' float32 (core.matmul); otherwise, and
 always for "autograd", everything runs in the inputs' own dtype.
 """
 
@@ -26,12 +26,13 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from core import matmul, native
 
 IMPLS = ("fused", "autograd")
 ONEDNN_MIN_STEPS = 8  # fewer steps than this: torch.mm (see _FusedLayer.forward)
@@ -86,7 +87,7 @@ class LSTM(nn.Module):
         if self.impl == "fused":
             # an enclosing bf16 autocast reaches the matmuls only (module docstring, "Precision")
             packing = Packing.of(lengths, B, x.shape[1], x.device)
-            run_layer = functools.partial(_layer_fused, packing=packing, mm_dtype=_autocast_matmul_dtype(x))
+            run_layer = functools.partial(_layer_fused, packing=packing, mm_dtype=matmul.autocast_dtype(x))
         else:
             run_layer = functools.partial(_layer_autograd, lengths=lengths)
         h_n, c_n = [], []
@@ -142,12 +143,11 @@ class Packing:
     """Where each real (row, step) of a padded batch goes in the packed, time-major layout.
 
     Rows are sorted longest first, so the rows that take step t are the first batch_sizes[t] of them (as
-    in a PackedSequence) and step t's rows are one contiguous block of the packed layout, starting at
-    offsets[t]. Only real steps are computed, stored and multiplied: padding costs nothing.
+    in a PackedSequence) and step t's rows are one contiguous block of the packed layout, after those of
+    steps 0 .. t-1. Only real steps are computed, stored and multiplied: padding costs nothing.
     """
 
     batch_sizes: list[int]  # how many rows take step t (only steps some row takes)
-    offsets: list[int]  # where step t's rows start in the packed layout
     index: torch.Tensor  # [N] packed position -> flat position b * T + t in the batch
     order: torch.Tensor  # [B] sorted position -> row of the batch
     restore: torch.Tensor  # [B] row of the batch -> sorted position
@@ -174,7 +174,6 @@ class Packing:
         move = functools.partial(torch.Tensor.to, device=device)
         return cls(
             batch_sizes,
-            offsets,
             index=move(order[rows] * T + steps),
             order=move(order),
             restore=move(restore),
@@ -190,7 +189,6 @@ def _unpadded_packing(B: int, T: int, device: str) -> Packing:
     rows = torch.arange(B, device=device)
     return Packing(
         batch_sizes=[B] * T,
-        offsets=[t * B for t in range(T)],
         index=torch.arange(B * T, device=device).view(B, T).t().reshape(-1),
         order=rows,
         restore=rows,
@@ -198,14 +196,6 @@ def _unpadded_packing(B: int, T: int, device: str) -> Packing:
         stepping_rows=None,
         last=rows + (T - 1) * B,
     )
-
-
-def _autocast_matmul_dtype(x) -> torch.dtype | None:
-    """bfloat16 under an enclosing bfloat16 autocast of x's device (float32 inputs only), else None."""
-    kind = x.device.type
-    if x.dtype != torch.float32 or not torch.is_autocast_enabled(kind):
-        return None
-    return torch.bfloat16 if torch.get_autocast_dtype(kind) == torch.bfloat16 else None
 
 
 def _layer_fused(x, w_ih, w_hh, b, h0, c0, packing, mm_dtype=None):
@@ -225,31 +215,19 @@ class _FusedLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w_ih, w_hh, b, h0, c0, packing: Packing, mm_dtype: torch.dtype | None = None):
         B, T, I = x.shape
-        H = w_hh.shape[1]
         P = packing
         xs = x.reshape(B * T, I).index_select(0, P.index)  # packed inputs x_t
         h0s, c0s = h0.index_select(0, P.order), c0.index_select(0, P.order)
         # oneDNN with a prepacked W_hh pays off over many steps; one step at a time (generation) repacking
         # the weights on every call costs more than the matmul, so short sequences take torch's own.
-        mm = _matmuls(x, mm_dtype, onednn_if=len(P.batch_sizes) >= ONEDNN_MIN_STEPS)
+        mm = matmul.products(x, mm_dtype, onednn_if=len(P.batch_sizes) >= ONEDNN_MIN_STEPS)
         x_proj = mm.linear(xs, w_ih, b)  # W_ih x_t + b, every step at once
-        w_hh_step = mm.weight(w_hh, B)
+        keep = any(ctx.needs_input_grad)  # a backward will follow (not under no_grad)
         # Step t's gates i, f, C̄, o overwrite its rows of x_proj once computed: no fresh memory per step.
-        gates, keep = x_proj, any(ctx.needs_input_grad)  # keep: a backward will follow (not under no_grad)
-        N = xs.shape[0]
-        hs = x.new_empty(N, H)
-        if keep:  # every step's C_t and tanh(C_t), for backward
-            cs, tanh_cs, rows = x.new_empty(N, H), x.new_empty(N, H), lambda s, n: slice(s, s + n)
-        else:  # one row per sequence: its latest C_t (in place), tanh(C_t)
-            cs, tanh_cs, rows = c0s.clone(), x.new_empty(B, H), lambda s, n: slice(0, n)
-        h_prev, c_prev = h0s, c0s
-        for n, s in zip(P.batch_sizes, P.offsets, strict=True):
-            a = mm.linear_add(h_prev[:n], w_hh_step, x_proj[s : s + n])  # a_t = W_hh h_{t-1} + W_ih x_t + b
-            i, f, g, o = _activate(a, out=gates[s : s + n] if keep else a).chunk(4, dim=1)
-            c = torch.mul(f, c_prev[:n], out=cs[rows(s, n)]).addcmul_(i, g)  # C_t = f ⊙ C_{t-1} + i ⊙ C̄_t
-            tanh_c = _tanh(c, out=tanh_cs[rows(s, n)])
-            h = torch.mul(o, tanh_c, out=hs[s : s + n])  # h_t = o_t ⊙ tanh(C_t)
-            h_prev, c_prev = h, c
+        hs, cs, tanh_cs = _time_loops(x).forward(
+            x_proj, mm.weight(w_hh, B), h0s, c0s, P.batch_sizes, keep, mm.mode
+        )
+        gates = x_proj
 
         # Saved the autograd way, so they are freed as soon as backward has run (unless retain_graph).
         ctx.save_for_backward(xs, w_ih, w_hh, h0s, c0s, hs, cs, tanh_cs, gates)
@@ -266,35 +244,13 @@ class _FusedLayer(torch.autograd.Function):
         xs, w_ih, w_hh, h0s, c0s, hs, cs, tanh_cs, gates = ctx.saved_tensors
         P, (B, T, I) = ctx.packing, ctx.x_shape
         N, H = xs.shape[0], w_hh.shape[1]
-        mm = _matmuls(xs, ctx.mm_dtype)
+        mm = matmul.products(xs, ctx.mm_dtype)
         d_hs = d_out.reshape(B * T, H).index_select(0, P.index)  # dL/dout_t, packed
         # What step t+1 sends back to step t: δh^rec_t and ε_{t+1} ⊙ f_{t+1} (first: the final states' grads)
         dh, dc = d_hn.index_select(0, P.order), d_cn.index_select(0, P.order)
-        d_a = xs.new_empty(N, 4 * H)  # δa_t for every step: the four pre-activations' gradients
-        slope = xs.new_empty(B, 4 * H)  # scratch: the nonlinearities' derivatives at step t
-        scratch = xs.new_empty(B, H)
-        one = xs.new_ones(())
-        w_hh_t = mm.weight(w_hh.t(), B)
-        for t in reversed(range(len(P.batch_sizes))):
-            n, s = P.batch_sizes[t], P.offsets[t]
-            gates_t, tanh_c = gates[s : s + n], tanh_cs[s : s + n]
-            i, f, g, o = gates_t.chunk(4, dim=1)
-            c_prev = c0s[:n] if t == 0 else cs[P.offsets[t - 1] : P.offsets[t - 1] + n]
-            # δh_t = dL/dout_t + δh^rec_t
-            dh_t = dh[:n].add_(d_hs[s : s + n])
-            # ε_t = δh_t ⊙ o_t ⊙ (1 - tanh²(C_t)) + ε_{t+1} ⊙ f_{t+1}
-            eps = dc[:n].addcmul_(dh_t, torch.addcmul(one, tanh_c, tanh_c, value=-1, out=scratch[:n]).mul_(o))
-            d_i, d_f, d_g, d_o = d_a[s : s + n].chunk(4, dim=1)
-            torch.mul(eps, g, out=d_i)  # δi_t = ε_t ⊙ C̄_t
-            torch.mul(eps, c_prev, out=d_f)  # δf_t = ε_t ⊙ C_{t-1}
-            torch.mul(eps, i, out=d_g)  # δC̄_t = ε_t ⊙ i_t
-            torch.mul(dh_t, tanh_c, out=d_o)  # δo_t = δh_t ⊙ tanh(C_t)
-            # δa_t = δgate ⊙ σ' = δgate ⊙ σ(1 - σ) for i, f, o, and δC̄_t ⊙ (1 - C̄_t²) for the candidate
-            sigma = torch.addcmul(gates_t, gates_t, gates_t, value=-1, out=slope[:n])
-            torch.addcmul(one, g, g, value=-1, out=sigma[:, 2 * H : 3 * H])
-            d_a[s : s + n].mul_(sigma)
-            eps.mul_(f)  # ε_t ⊙ f_t, for step t-1
-            dh[:n] = mm.linear(d_a[s : s + n], w_hh_t)  # δh^rec_{t-1} = δa_t W_hh
+        d_a = _time_loops(xs).backward(
+            d_hs, dh, dc, gates, cs, tanh_cs, c0s, mm.weight(w_hh.t(), B), P.batch_sizes, mm.mode
+        )
 
         d_x = d_w_ih = d_w_hh = d_b = None
         if ctx.needs_input_grad[0]:  # δx_t = δa_t W_ih, back in the batch's own layout
@@ -310,6 +266,74 @@ class _FusedLayer(torch.autograd.Function):
             d_w_ih, d_w_hh = d_w.split([I, H], dim=1)
         d_h0, d_c0 = dh.index_select(0, P.restore), dc.index_select(0, P.restore)  # rows back in batch order
         return d_x, d_w_ih, d_w_hh, d_b, d_h0, d_c0, None, None
+
+
+def _time_loops(x):
+    """The step-by-step loops of _FusedLayer: compiled (core.native) on CPU where they build, else Python's.
+    Both take and return the same tensors and compute the same numbers (tests/test_native.py)."""
+    loops = native.lstm_loops() if x.device.type == "cpu" else None
+    return loops if loops is not None else _PythonLoops
+
+
+class _PythonLoops:
+    """The time loops in torch ops, for GPUs and machines without a C++ compiler. `mode` names the matrix
+    products (matmul.FullPrecision.mode, matmul.LowPrecision.mode); w_hh is laid out by its weight()."""
+
+    @staticmethod
+    def forward(gates, w_hh, h0s, c0s, batch_sizes, keep: bool, mode: int):
+        """gates [N, 4H]: W_ih x_t + b of every packed step on entry, the gates i, f, C̄, o after (when keep).
+        Returns hs [N, H] and, when keep, every C_t and tanh(C_t) [N, H], else each row's last C_t [B, H]."""
+        mm = matmul.of_mode(mode, w_hh)
+        (N, H4), B = gates.shape, h0s.shape[0]
+        H = H4 // 4
+        hs = gates.new_empty(N, H)
+        if keep:  # every step's C_t and tanh(C_t), for backward
+            cs, tanh_cs, rows = gates.new_empty(N, H), gates.new_empty(N, H), lambda s, n: slice(s, s + n)
+        else:  # one row per sequence: its latest C_t (in place), tanh(C_t)
+            cs, tanh_cs, rows = c0s.clone(), gates.new_empty(B, H), lambda s, n: slice(0, n)
+        h_prev, c_prev, s = h0s, c0s, 0
+        for n in batch_sizes:
+            a = mm.linear_add(h_prev[:n], w_hh, gates[s : s + n])  # a_t = W_hh h_{t-1} + W_ih x_t + b
+            i, f, g, o = _activate(a, out=gates[s : s + n] if keep else a).chunk(4, dim=1)
+            c = torch.mul(f, c_prev[:n], out=cs[rows(s, n)]).addcmul_(i, g)  # C_t = f ⊙ C_{t-1} + i ⊙ C̄_t
+            tanh_c = _tanh(c, out=tanh_cs[rows(s, n)])
+            h = torch.mul(o, tanh_c, out=hs[s : s + n])  # h_t = o_t ⊙ tanh(C_t)
+            h_prev, c_prev, s = h, c, s + n
+        return hs, cs, tanh_cs
+
+    @staticmethod
+    def backward(d_hs, dh, dc, gates, cs, tanh_cs, c0s, w_hh_t, batch_sizes, mode: int):
+        """BPTT, last step to first. dh, dc [B, H]: the final states' gradients on entry, h0's and c0's on
+        exit (in place). Returns δa [N, 4H], the four pre-activations' gradients of every step."""
+        mm = matmul.of_mode(mode, w_hh_t)
+        (N, H4), B = gates.shape, dh.shape[0]
+        H = H4 // 4
+        offsets = [0, *itertools.accumulate(batch_sizes)]
+        d_a = gates.new_empty(N, H4)
+        slope = gates.new_empty(B, H4)  # scratch: the nonlinearities' derivatives at step t
+        scratch = gates.new_empty(B, H)
+        one = gates.new_ones(())
+        for t in reversed(range(len(batch_sizes))):
+            n, s = batch_sizes[t], offsets[t]
+            gates_t, tanh_c = gates[s : s + n], tanh_cs[s : s + n]
+            i, f, g, o = gates_t.chunk(4, dim=1)
+            c_prev = c0s[:n] if t == 0 else cs[offsets[t - 1] : offsets[t - 1] + n]
+            # δh_t = dL/dout_t + δh^rec_t
+            dh_t = dh[:n].add_(d_hs[s : s + n])
+            # ε_t = δh_t ⊙ o_t ⊙ (1 - tanh²(C_t)) + ε_{t+1} ⊙ f_{t+1}
+            eps = dc[:n].addcmul_(dh_t, torch.addcmul(one, tanh_c, tanh_c, value=-1, out=scratch[:n]).mul_(o))
+            d_i, d_f, d_g, d_o = d_a[s : s + n].chunk(4, dim=1)
+            torch.mul(eps, g, out=d_i)  # δi_t = ε_t ⊙ C̄_t
+            torch.mul(eps, c_prev, out=d_f)  # δf_t = ε_t ⊙ C_{t-1}
+            torch.mul(eps, i, out=d_g)  # δC̄_t = ε_t ⊙ i_t
+            torch.mul(dh_t, tanh_c, out=d_o)  # δo_t = δh_t ⊙ tanh(C_t)
+            # δa_t = δgate ⊙ σ' = δgate ⊙ σ(1 - σ) for i, f, o, and δC̄_t ⊙ (1 - C̄_t²) for the candidate
+            sigma = torch.addcmul(gates_t, gates_t, gates_t, value=-1, out=slope[:n])
+            torch.addcmul(one, g, g, value=-1, out=sigma[:, 2 * H : 3 * H])
+            d_a[s : s + n].mul_(sigma)
+            eps.mul_(f)  # ε_t ⊙ f_t, for step t-1
+            dh[:n] = mm.linear(d_a[s : s + n], w_hh_t)  # δh^rec_{t-1} = δa_t W_hh
+        return d_a
 
 
 def _unpack(packed, P: Packing, B: int, T: int):
@@ -341,103 +365,3 @@ def _final_state(packed, initial, P: Packing):
     final = initial.clone()
     final[P.stepping_rows] = packed.index_select(0, P.last)
     return final
-
-
-# --- matrix products ----------------------------------------------------------------------------------
-#
-# Every product above is written as x @ w^T (+ bias). On CPU in float32 it runs on oneDNN's GEMM when torch
-# has it (the kernels of PyTorch's built-in recurrent layers; on some CPUs, e.g. AMD with AVX-512, 2-4x faster
-# than the BLAS behind torch.mm). Same float32 arithmetic, only the kernel differs; POEMTUI_ONEDNN=0: off.
-
-
-def _matmuls(x, mm_dtype: torch.dtype | None, onednn_if: bool = True):
-    """The products of one layer's forward or backward: bf16 operands under a bf16 autocast, else x's own
-    precision on oneDNN where it works (and onednn_if holds), else torch's."""
-    if mm_dtype is not None:
-        return _LowPrecision(mm_dtype)
-    return _FullPrecision(onednn=_onednn_ok(x) and onednn_if)
-
-
-@dataclass
-class _FullPrecision:
-    """x @ w^T (+ bias) in the operands' own precision, on oneDNN's kernels or torch's."""
-
-    onednn: bool
-
-    def weight(self, w, rows: int):
-        """w laid out once for oneDNN (rows: the batch size it will see), for the matmuls of every step."""
-        return torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), rows) if self.onednn else w
-
-    def linear(self, x, w, bias=None):
-        """x @ w^T + bias (w may come from weight())."""
-        if self.onednn:  # oneDNN wants plain row-major operands
-            w = w if w.is_mkldnn else w.contiguous()
-            return torch.ops.mkldnn._linear_pointwise(x.contiguous(), w, bias, "none", [None], "")
-        return F.linear(x, w, bias)
-
-    def linear_add(self, x, w, other):
-        """other + x @ w^T, written over other (w may come from weight())."""
-        if self.onednn:
-            return torch.ops.mkldnn._linear_pointwise.binary(x, other, w, None, "add")
-        return other.addmm_(x, w.t())
-
-    def linear_grads(self, dy, x):
-        """dy^T @ x and dy summed over rows: the weight and bias gradients of y = x @ w^T + b."""
-        return _linear_grads_onednn(dy, x) if self.onednn else (dy.t() @ x, dy.sum(0))
-
-
-def _linear_grads_onednn(dy, x):
-    """oneDNN's own backward-weights kernel: no transposed copies of dy and x (the weight is only a shape)."""
-    weight_like = dy.new_empty(dy.shape[1], x.shape[1])
-    return torch.ops.aten.mkldnn_linear_backward_weights(dy.to_mkldnn(), x.to_mkldnn(), weight_like, True)
-
-
-@dataclass
-class _LowPrecision:
-    """The same products with operands rounded to `dtype` (bfloat16) and results back in the caller's
-    precision: what autocast does for a linear layer. The products accumulate in float32 inside the kernel;
-    on CPUs with AVX512-BF16 (or AMX, or a GPU) they run at about twice float32's speed."""
-
-    dtype: torch.dtype
-
-    def weight(self, w, rows: int):
-        """w rounded once, for the matmuls of every step."""
-        return w.to(self.dtype).contiguous()
-
-    def linear(self, x, w, bias=None):
-        """x @ w^T (+ bias) with rounded operands, returned in x's precision (w may come from weight())."""
-        y = F.linear(x.to(self.dtype), w.to(self.dtype)).to(x.dtype)
-        return y if bias is None else y.add_(bias)
-
-    def linear_add(self, x, w, other):
-        return other.add_(self.linear(x, w))
-
-    def linear_grads(self, dy, x):
-        """dy^T @ x with rounded operands, and dy summed over rows in full precision."""
-        return (dy.to(self.dtype).t() @ x.to(self.dtype)).to(dy.dtype), dy.sum(0)
-
-
-def _onednn_ok(x) -> bool:
-    return x.device.type == "cpu" and x.dtype == torch.float32 and _onednn_works()
-
-
-@functools.cache
-def _onednn_works() -> bool:
-    """oneDNN's linear is an internal torch op: use it only if it is there and gives torch.mm's numbers."""
-    if os.environ.get("POEMTUI_ONEDNN", "1") == "0" or not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        gen = torch.Generator().manual_seed(0)
-        x, w, y = (torch.randn(*shape, generator=gen) for shape in ((5, 7), (12, 7), (5, 12)))
-        packed = torch.ops.mkldnn._reorder_linear_weight(w, 5)
-        added = torch.ops.mkldnn._linear_pointwise.binary(x, y, packed, None, "add")
-        plain = torch.ops.mkldnn._linear_pointwise(y, w.t().contiguous(), None, "none", [None], "")
-        d_w, d_b = _linear_grads_onednn(y, x)
-        return (
-            torch.allclose(added, y + x @ w.t(), atol=1e-5)
-            and torch.allclose(plain, y @ w, atol=1e-5)
-            and torch.allclose(d_w, y.t() @ x, atol=1e-5)
-            and torch.allclose(d_b, y.sum(0), atol=1e-5)
-        )
-    except (AttributeError, RuntimeError):
-        return False

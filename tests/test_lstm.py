@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import core.lstm
+import core.matmul
 from core.lstm import LSTM
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -226,7 +227,7 @@ def test_fused_gradcheck():
 
 def test_fused_without_onednn_matches_torch_lstm(monkeypatch):
     """The plain-torch matmul path (other CPUs, other dtypes, GPUs) in float32, padding included."""
-    monkeypatch.setattr(core.lstm, "_onednn_works", lambda: False)
+    monkeypatch.setattr(core.matmul, "onednn_works", lambda: False)
     ours, ref = make_pair(5, 6, 2, torch.float32, "fused")
     x = torch.randn(3, 7, 5)
     out, (h, c) = ours(x, lengths=torch.tensor([7, 7, 7]))

@@ -1,0 +1,240 @@
+// The time loops of core/lstm.py's fused LSTM layer in C++: per step one matrix product (oneDNN's, through
+// the dispatcher, exactly as the Python loop calls it) and ONE pass of elementwise work, instead of a dozen
+// small torch kernels and their Python dispatch. Same equations, same packed layout, same buffers as
+// _FusedLayer (core/lstm.py), which falls back to its Python loops when this does not build.
+//
+// Registered as torch.ops.poemtui_lstm.{forward,backward}; built on first use by core/native.py.
+
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace {
+
+// ---- elementwise math ------------------------------------------------------------------------------
+// exp for float written so that the compiler vectorises the loops that call it (std::exp is a library
+// call per element): Cody-Waite range reduction and Cephes' degree-6 polynomial, ~1 ulp. Doubles (tests,
+// gradcheck) keep std::exp.
+
+inline float exp_fast(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);  // NaN passes through both comparisons unchanged
+  const float k = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = x - k * 0.693359375f + k * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+inline float exp_of(float x) { return exp_fast(x); }
+inline double exp_of(double x) { return std::exp(x); }
+
+template <typename T>
+inline T sigmoid(T x) {
+  return T(1) / (T(1) + exp_of(-x));
+}
+
+template <typename T>
+inline T tanh_of(T x) {  // 2σ(2x) - 1, as core/lstm.py's _tanh
+  return T(2) * sigmoid(T(2) * x) - T(1);
+}
+
+// One step of the forward for n rows, in two vectorised passes per row. First the gates from their
+// pre-activations pre (+ mm, the recurrent product, where the GEMM did not already add it in):
+// i, f, o = σ, C̄ = tanh; then C_t = f ⊙ C_{t-1} + i ⊙ C̄, h_t = o ⊙ tanh(C_t). act may be pre itself and
+// c may be c_prev itself (updated in place): every element is read before it is written, at its own index,
+// which is what `ivdep` promises the compiler.
+template <typename T, typename M>
+void activate(int64_t H, const T* pre, const M* mm, T* act) {
+  if (mm) {
+#pragma GCC ivdep
+    for (int64_t j = 0; j < 4 * H; ++j) act[j] = pre[j] + T(mm[j]);
+  } else if (act != pre) {
+#pragma GCC ivdep
+    for (int64_t j = 0; j < 4 * H; ++j) act[j] = pre[j];
+  }
+#pragma GCC ivdep
+  for (int64_t j = 0; j < 2 * H; ++j) act[j] = sigmoid(act[j]);
+#pragma GCC ivdep
+  for (int64_t j = 2 * H; j < 3 * H; ++j) act[j] = tanh_of(act[j]);
+#pragma GCC ivdep
+  for (int64_t j = 3 * H; j < 4 * H; ++j) act[j] = sigmoid(act[j]);
+}
+
+template <typename T>
+void cell_state(int64_t H, const T* act, const T* c_prev, T* c, T* tanh_c, T* h) {
+  const T *i = act, *f = act + H, *g = act + 2 * H, *o = act + 3 * H;
+#pragma GCC ivdep
+  for (int64_t j = 0; j < H; ++j) {
+    const T c_t = f[j] * c_prev[j] + i[j] * g[j];
+    const T tc = tanh_of(c_t);
+    c[j] = c_t;
+    tanh_c[j] = tc;
+    h[j] = o[j] * tc;
+  }
+}
+
+template <typename T, typename M>
+void cell_forward(int64_t n, int64_t H, const T* pre, const M* mm, const T* c_prev, T* act, T* c, T* tanh_c,
+                  T* h) {
+  for (int64_t r = 0; r < n; ++r) {
+    T* act_r = act + r * 4 * H;
+    activate(H, pre + r * 4 * H, mm ? mm + r * 4 * H : nullptr, act_r);
+    cell_state(H, act_r, c_prev + r * H, c + r * H, tanh_c + r * H, h + r * H);
+  }
+}
+
+// One step of BPTT for n rows (docs/lstm-derivatives.md): δh_t = dh + d_hs; ε_t = dc + δh_t ⊙ o ⊙ (1 -
+// tanh²C_t); δa_t = [ε C̄ i(1-i), ε C_{t-1} f(1-f), ε i (1-C̄²), δh tanh(C_t) o(1-o)]; dc <- ε_t ⊙ f_t.
+template <typename T>
+void cell_backward(int64_t n, int64_t H, const T* dh, const T* d_hs, T* dc, const T* gates, const T* tanh_c,
+                   const T* c_prev, T* d_a) {
+  for (int64_t r = 0; r < n; ++r) {
+    const T* gt = gates + r * 4 * H;
+    const T* tc = tanh_c + r * H;
+    const T* cp = c_prev + r * H;
+    const T* dh_r = dh + r * H;
+    const T* dhs_r = d_hs + r * H;
+    T* dc_r = dc + r * H;
+    T* da = d_a + r * 4 * H;
+#pragma GCC ivdep
+    for (int64_t j = 0; j < H; ++j) {
+      const T i = gt[j], f = gt[H + j], g = gt[2 * H + j], o = gt[3 * H + j];
+      const T dh_t = dh_r[j] + dhs_r[j];
+      const T t = tc[j];
+      const T eps = dc_r[j] + dh_t * o * (T(1) - t * t);
+      da[j] = eps * g * i * (T(1) - i);
+      da[H + j] = eps * cp[j] * f * (T(1) - f);
+      da[2 * H + j] = eps * i * (T(1) - g * g);
+      da[3 * H + j] = dh_t * t * o * (T(1) - o);
+      dc_r[j] = eps * f;
+    }
+  }
+}
+
+// ---- matrix products ---------------------------------------------------------------------------------
+// mode 0: x @ w^T with torch's own kernels (w plain [out, in]);
+// mode 1: oneDNN, w prepacked by mkldnn::_reorder_linear_weight (the forward adds x_proj inside the GEMM);
+// mode 2: bfloat16 operands (w already bf16 [out, in]), result in bf16, added in the elementwise pass.
+
+at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& w) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                                         c10::string_view, c10::List<std::optional<at::Scalar>>,
+                                         std::optional<c10::string_view>)>();
+  return op.call(x, w, std::nullopt, "none", c10::List<std::optional<at::Scalar>>({std::nullopt}), "");
+}
+
+at::Tensor onednn_linear_add(const at::Tensor& x, const at::Tensor& other, const at::Tensor& w) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("mkldnn::_linear_pointwise", "binary")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                         const std::optional<at::Tensor>&, c10::string_view)>();
+  return op.call(x, other, w, std::nullopt, "add");
+}
+
+at::Tensor product(const at::Tensor& x, const at::Tensor& w, int64_t mode) {
+  if (mode == 1) return onednn_linear(x, w);
+  if (mode == 2) return at::linear(x.to(w.scalar_type()), w);
+  return at::mm(x, w.t());
+}
+
+// ---- the loops -------------------------------------------------------------------------------------
+
+// gates: [N, 4H], on entry W_ih x_t + b for every packed step, on exit i, f, C̄, o (when keep). Returns hs,
+// and (keep) every C_t and tanh(C_t) [N, H], or (not keep) the last C_t of each row [B, H].
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const at::Tensor& w_hh,
+                                                       const at::Tensor& h0, const at::Tensor& c0,
+                                                       at::IntArrayRef batch_sizes, bool keep, int64_t mode) {
+  TORCH_CHECK(gates.is_contiguous() && h0.is_contiguous() && c0.is_contiguous(), "contiguous inputs");
+  const int64_t N = gates.size(0), H = gates.size(1) / 4, B = h0.size(0);
+  at::Tensor hs = at::empty({N, H}, gates.options());
+  at::Tensor cs = keep ? at::empty({N, H}, gates.options()) : c0.clone();
+  at::Tensor tanh_cs = at::empty({keep ? N : B, H}, gates.options());
+  at::Tensor h_prev = h0, c_prev = c0;
+  int64_t s = 0;
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "poemtui_lstm_forward", [&] {
+    for (const int64_t n : batch_sizes) {
+      at::Tensor xp = gates.narrow(0, s, n);
+      at::Tensor pre, mm;
+      if (mode == 1) {
+        pre = onednn_linear_add(h_prev.narrow(0, 0, n), xp, w_hh);
+      } else {
+        pre = xp;
+        mm = product(h_prev.narrow(0, 0, n), w_hh, mode).contiguous();
+      }
+      at::Tensor c = keep ? cs.narrow(0, s, n) : cs.narrow(0, 0, n);
+      at::Tensor tc = keep ? tanh_cs.narrow(0, s, n) : tanh_cs.narrow(0, 0, n);
+      at::Tensor h = hs.narrow(0, s, n);
+      const scalar_t* cp = c_prev.data_ptr<scalar_t>();  // (not keep: c is c_prev, updated in place)
+      // the gates go over x_proj's rows when backward needs them, else over the pre-activations
+      scalar_t* act = keep ? xp.data_ptr<scalar_t>() : pre.data_ptr<scalar_t>();
+      scalar_t *c_out = c.data_ptr<scalar_t>(), *tc_out = tc.data_ptr<scalar_t>(), *h_out = h.data_ptr<scalar_t>();
+      if (!mm.defined()) {
+        cell_forward<scalar_t, scalar_t>(n, H, pre.data_ptr<scalar_t>(), nullptr, cp, act, c_out, tc_out, h_out);
+      } else if (mm.scalar_type() == at::kBFloat16) {
+        cell_forward<scalar_t, at::BFloat16>(n, H, pre.data_ptr<scalar_t>(), mm.data_ptr<at::BFloat16>(), cp, act,
+                                             c_out, tc_out, h_out);
+      } else {
+        cell_forward<scalar_t, scalar_t>(n, H, pre.data_ptr<scalar_t>(), mm.data_ptr<scalar_t>(), cp, act, c_out,
+                                         tc_out, h_out);
+      }
+      h_prev = h;
+      c_prev = c;
+      s += n;
+    }
+  });
+  return {hs, cs, tanh_cs};
+}
+
+// BPTT over the packed steps, last to first. dh, dc [B, H]: on entry the final states' gradients, on exit
+// those of h0, c0 (both updated in place). d_hs: dL/dout_t, packed [N, H]. w_hh_t: W_hh^T laid out for
+// `mode`. Returns δa [N, 4H], the pre-activations' gradients of every step.
+at::Tensor backward(const at::Tensor& d_hs, at::Tensor dh, at::Tensor dc, const at::Tensor& gates,
+                    const at::Tensor& cs, const at::Tensor& tanh_cs, const at::Tensor& c0,
+                    const at::Tensor& w_hh_t, at::IntArrayRef batch_sizes, int64_t mode) {
+  TORCH_CHECK(d_hs.is_contiguous() && dh.is_contiguous() && dc.is_contiguous() && gates.is_contiguous() &&
+                  cs.is_contiguous() && tanh_cs.is_contiguous() && c0.is_contiguous(),
+              "contiguous inputs");
+  const int64_t N = gates.size(0), H = gates.size(1) / 4, T = static_cast<int64_t>(batch_sizes.size());
+  at::Tensor d_a = at::empty({N, 4 * H}, gates.options());
+  std::vector<int64_t> offsets(T + 1, 0);
+  for (int64_t t = 0; t < T; ++t) offsets[t + 1] = offsets[t] + batch_sizes[t];
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "poemtui_lstm_backward", [&] {
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t n = batch_sizes[t], s = offsets[t];
+      const scalar_t* cp = t == 0 ? c0.data_ptr<scalar_t>() : cs.data_ptr<scalar_t>() + offsets[t - 1] * H;
+      at::Tensor d_a_t = d_a.narrow(0, s, n);
+      cell_backward<scalar_t>(n, H, dh.data_ptr<scalar_t>(), d_hs.data_ptr<scalar_t>() + s * H,
+                              dc.data_ptr<scalar_t>(), gates.data_ptr<scalar_t>() + s * 4 * H,
+                              tanh_cs.data_ptr<scalar_t>() + s * H, cp, d_a_t.data_ptr<scalar_t>());
+      // δh^rec_{t-1} = δa_t W_hh, for the rows of step t (the others keep what they hold)
+      dh.narrow(0, 0, n).copy_(product(d_a_t, w_hh_t, mode));
+    }
+  });
+  return d_a;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(poemtui_lstm, m) {
+  m.def("forward(Tensor(a!) gates, Tensor w_hh, Tensor h0, Tensor c0, int[] batch_sizes, bool keep, int mode) "
+        "-> (Tensor, Tensor, Tensor)");
+  m.def("backward(Tensor d_hs, Tensor(a!) dh, Tensor(b!) dc, Tensor gates, Tensor cs, Tensor tanh_cs, "
+        "Tensor c0, Tensor w_hh_t, int[] batch_sizes, int mode) -> Tensor");
+  // CompositeExplicitAutograd: the same kernel whatever the layout of W_hh (plain or oneDNN's)
+  m.impl("forward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(forward));
+  m.impl("backward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(backward));
+}

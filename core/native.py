@@ -1,0 +1,79 @@
+"""The fused LSTM's time loops compiled (core/csrc/lstm_loops.cpp), built once per machine on first use.
+
+In Python every step of the loop costs a dozen small torch kernels, each a pass over the gates and a trip
+through the dispatcher; in C++ a step is one matrix product and one pass of elementwise work. Building
+takes ~10 s with g++ and ninja (torch.utils.cpp_extension; cached under ~/.cache/torch_extensions or
+$TORCH_EXTENSIONS_DIR). Where there is no compiler, or POEMTUI_NATIVE=0, the Python loops of core/lstm.py
+compute the same numbers, slower.
+
+`python -m core.native` builds it ahead of time and says which loops the fused LSTM will use.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("csrc") / "lstm_loops.cpp"
+OPS = "poemtui_lstm"  # the namespace the library registers (torch.ops.poemtui_lstm)
+CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math"]
+
+
+def build_name() -> str:
+    """One build per kind of CPU: -march=native code from one machine may not run on another that shares
+    the cache (a home directory on NFS), so the name carries a digest of the CPU's model and flags."""
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu += "".join(sorted({line for line in f if line.startswith(("model name", "flags"))}))
+    except OSError:
+        cpu += platform.processor()
+    return f"{OPS}_{hashlib.sha256(cpu.encode()).hexdigest()[:10]}"
+
+
+@functools.cache
+def lstm_loops():
+    """torch.ops.poemtui_lstm (its forward and backward loops), or None where it cannot be built."""
+    if os.environ.get("POEMTUI_NATIVE", "1") == "0":
+        return None
+    try:
+        return _build()
+    except Exception as exc:  # no compiler, no ninja, a failed build: the Python loops take over
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        print(
+            f"poemtui: compiled LSTM loops unavailable ({reason[:200]}); using the Python loops",
+            file=sys.stderr,
+        )
+        return None
+
+
+def _build():
+    from torch.utils.cpp_extension import load
+
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        raise RuntimeError("no C++ compiler (c++) on PATH")
+    if shutil.which("ninja") is None:  # the pip package's binary, where the venv's bin is not on PATH
+        import ninja
+
+        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+    load(name=build_name(), sources=[str(SOURCE)], extra_cflags=CFLAGS, is_python_module=False, verbose=False)
+    return getattr(torch.ops, OPS)
+
+
+def main() -> int:
+    loops = lstm_loops()
+    print(
+        "compiled LSTM loops: " + ("built and loaded" if loops is not None else "unavailable, Python loops")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

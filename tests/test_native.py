@@ -1,0 +1,135 @@
+"""The compiled time loops (core/csrc/lstm_loops.cpp) against the Python loops of core/lstm.py."""
+
+import shutil
+
+import pytest
+import torch
+
+import core.lstm
+import core.matmul
+from core import native
+from core.lstm import LSTM
+
+needs_compiler = pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler")
+
+
+@pytest.fixture(scope="module")
+def loops():
+    built = native.lstm_loops()
+    assert built is not None, "a machine with c++ and ninja builds the compiled loops"
+    return built
+
+
+def run(lstm, x, lengths, state, weights, python_loops: bool, monkeypatch):
+    """Outputs, final states and every gradient of one forward + backward."""
+    with monkeypatch.context() as m:
+        if python_loops:
+            m.setattr(native, "lstm_loops", lambda: None)
+        lstm.zero_grad()
+        x = x.clone().requires_grad_()
+        state = tuple(s.clone().requires_grad_() for s in state)
+        out, (h, c) = lstm(x, state=state, lengths=lengths)
+        w_out, w_h, w_c = weights
+        ((out * w_out).sum() + (h * w_h).sum() + (c * w_c).sum()).backward()
+        grads = [p.grad.clone() for p in lstm.parameters()] + [x.grad, state[0].grad, state[1].grad]
+        return [out.detach(), h.detach(), c.detach(), *grads]
+
+
+def batch(dtype, B=5, T=9, I=6, H=8, L=2):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(B, T, I, dtype=dtype, generator=gen)
+    lengths = torch.tensor([9, 3, 0, 9, 5][:B])  # unsorted, one empty row, padding
+    state = (
+        torch.randn(L, B, H, dtype=dtype, generator=gen),
+        torch.randn(L, B, H, dtype=dtype, generator=gen),
+    )
+    weights = (
+        torch.randn(B, T, H, dtype=dtype, generator=gen),
+        torch.randn(L, B, H, dtype=dtype, generator=gen),
+        torch.randn(L, B, H, dtype=dtype, generator=gen),
+    )
+    return x, lengths, state, weights
+
+
+@needs_compiler
+@pytest.mark.parametrize(
+    "dtype, onednn, tol",
+    [(torch.float64, False, 1e-12), (torch.float32, False, 2e-6), (torch.float32, True, 2e-6)],
+)
+def test_compiled_loops_compute_what_the_python_loops_compute(loops, monkeypatch, dtype, onednn, tol):
+    torch.manual_seed(0)
+    lstm = LSTM(6, 8, num_layers=2).to(dtype)
+    x, lengths, state, weights = batch(dtype)
+    with monkeypatch.context() as m:
+        m.setattr(core.matmul, "onednn_works", lambda: onednn)
+        m.setattr(core.lstm, "ONEDNN_MIN_STEPS", 1)
+        compiled = run(lstm, x, lengths, state, weights, python_loops=False, monkeypatch=monkeypatch)
+        python = run(lstm, x, lengths, state, weights, python_loops=True, monkeypatch=monkeypatch)
+    for a, b in zip(compiled, python, strict=True):
+        assert (a - b).abs().max().item() <= tol * max(1.0, b.abs().max().item())
+
+
+@needs_compiler
+def test_compiled_loops_under_bf16_autocast_match_the_python_loops(loops, monkeypatch):
+    """bf16 operands in the matmuls, float32 everywhere else: the same roundings on both paths."""
+    torch.manual_seed(0)
+    lstm = LSTM(6, 8, num_layers=2)
+    x, lengths, state, weights = batch(torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        compiled = run(lstm, x, lengths, state, weights, python_loops=False, monkeypatch=monkeypatch)
+        python = run(lstm, x, lengths, state, weights, python_loops=True, monkeypatch=monkeypatch)
+    for a, b in zip(compiled, python, strict=True):
+        assert a.dtype == torch.float32
+        assert (a - b).abs().max().item() <= 1e-5 * max(1.0, b.abs().max().item())
+
+
+@needs_compiler
+def test_compiled_loops_without_grad_give_the_same_states(loops, monkeypatch):
+    """Under no_grad the loops keep one cell state per row, updated in place, and no gates."""
+    torch.manual_seed(0)
+    lstm = LSTM(6, 8, num_layers=2)
+    x, lengths, state, _ = batch(torch.float32)
+    with torch.no_grad():
+        out, (h, c) = lstm(x, state=state, lengths=lengths)
+        with monkeypatch.context() as m:
+            m.setattr(native, "lstm_loops", lambda: None)
+            out_p, (h_p, c_p) = lstm(x, state=state, lengths=lengths)
+    for a, b in ((out, out_p), (h, h_p), (c, c_p)):
+        assert torch.allclose(a, b, atol=2e-6)
+
+
+@needs_compiler
+def test_the_fused_lstm_uses_the_compiled_loops_on_cpu(loops):
+    x = torch.randn(2, 3, 4)
+    assert core.lstm._time_loops(x) is loops
+
+
+def test_without_the_compiled_loops_the_python_loops_take_over(monkeypatch):
+    monkeypatch.setattr(native, "lstm_loops", lambda: None)
+    assert core.lstm._time_loops(torch.randn(2, 3, 4)) is core.lstm._PythonLoops
+
+
+def test_poemtui_native_0_turns_the_compiled_loops_off(monkeypatch):
+    monkeypatch.setenv("POEMTUI_NATIVE", "0")
+    native.lstm_loops.cache_clear()
+    try:
+        assert native.lstm_loops() is None
+    finally:
+        monkeypatch.delenv("POEMTUI_NATIVE")
+        native.lstm_loops.cache_clear()
+
+
+def test_a_failed_build_says_so_in_one_line_and_falls_back(monkeypatch, capsys):
+    def broken():
+        raise RuntimeError(
+            "Error building extension 'poemtui_lstm'\nninja: build stopped: subcommand failed."
+        )
+
+    monkeypatch.setattr(native, "_build", broken)
+    native.lstm_loops.cache_clear()
+    try:
+        assert native.lstm_loops() is None
+    finally:
+        native.lstm_loops.cache_clear()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Python loops" in err[0] and "build stopped" in err[0]
