@@ -35,6 +35,7 @@ import contextlib
 import functools
 import gc
 import json
+import os
 import random
 import resource
 import statistics
@@ -48,6 +49,7 @@ from torch import nn
 
 from core.cli import ArgumentParser, print_json, run
 from core.errors import PoemError
+from core.memory import TUNABLE, restart_with_huge_pages
 from core.model import ModelConfig, PoetryLM, masked_cross_entropy
 
 # Share of each input length (<bos> + characters) in the train split, for when the corpus cannot be loaded,
@@ -462,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         print_json(child_memory(configs[names[0]], args.child_memory, args.device, args.precision))
         return 0
 
-    from core.lstm import _onednn_works
+    from core import native
+    from core.matmul import onednn_works
 
     results = {}
     for name, cfg in configs.items():
@@ -484,7 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "device": args.device,
         "precision": args.precision,
-        "gemm": "oneDNN" if args.device == "cpu" and _onednn_works() else "torch",
+        "gemm": "oneDNN" if args.device == "cpu" and onednn_works() else "torch",
+        "lstm_loops": "compiled" if args.device == "cpu" and native.lstm_loops() is not None else "python",
+        "huge_pages": TUNABLE in os.environ.get("GLIBC_TUNABLES", ""),
         "repeats": args.repeats,
         "clock": args.clock,
         "quick": args.quick,
@@ -499,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(report: dict) -> None:
     w = sys.stderr.write
     w(f"torch {report['torch']}, {report['threads']} threads, {report['device']}, {report['precision']},"
-      f" GEMM: {report['gemm']}\n")  # fmt: skip
+      f" GEMM: {report['gemm']}, our loops: {report['lstm_loops']},"
+      f" huge pages: {'yes' if report['huge_pages'] else 'no'}\n")  # fmt: skip
     w(f"{'config':<12} {'':>10} {'train tok/s':>12} {'infer tok/s':>12} {'LSTM tok/s':>11} {'gen ms':>8}"
       f" {'peak MB':>8}\n")  # fmt: skip
     for name, r in report["configs"].items():
@@ -514,4 +520,5 @@ def print_table(report: dict) -> None:
 
 
 if __name__ == "__main__":
+    restart_with_huge_pages()  # as core.train does (core/memory.py): both sides profit
     run(main)

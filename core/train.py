@@ -298,4 +298,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from core.memory import restart_with_huge_pages
+
+    restart_with_huge_pages()  # before anything else: glibc reads the tunable at start (core/memory.py)
     run(main)

@@ -38,6 +38,15 @@ def test_report_has_the_contract_keys(report):
     assert report["torch"] and report["threads"] == 1
 
 
+def test_report_says_how_our_loops_and_memory_ran(report):
+    """This machine builds the compiled loops, and the bench restarted itself with huge pages where the
+    machine has them (as training does): the figures are those of what users run."""
+    from core.memory import huge_pages_wanted
+
+    assert report["lstm_loops"] == "compiled"
+    assert report["huge_pages"] is huge_pages_wanted()
+
+
 def test_every_configuration_was_checked_for_agreement(report):
     assert set(report["configs"]) == {"poem", "poem-1layer", "tang300"}
     for name, config in report["configs"].items():
