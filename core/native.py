@@ -1,10 +1,11 @@
-"""The fused LSTM's time loops compiled (core/csrc/lstm_loops.cpp), built once per machine on first use.
+"""Our C++ (core/csrc/), built once per machine on first use: the fused LSTM's time loops
+(lstm_loops.cpp) and torch's CPU tensors from plain malloc (cpu_alloc.cpp, used by core/memory.py).
 
 In Python every step of the loop costs a dozen small torch kernels, each a pass over the gates and a trip
 through the dispatcher; in C++ a step is one matrix product and one pass of elementwise work. Building
 takes ~10 s with g++ and ninja (torch.utils.cpp_extension; cached under ~/.cache/torch_extensions or
 $TORCH_EXTENSIONS_DIR). Where there is no compiler, or POEMTUI_NATIVE=0, the Python loops of core/lstm.py
-compute the same numbers, slower.
+compute the same numbers, slower, and memory stays as glibc and torch keep it.
 
 `python -m core.native` builds it ahead of time and says which loops the fused LSTM will use.
 """
@@ -21,9 +22,12 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("csrc") / "lstm_loops.cpp"
+SOURCES = [Path(__file__).with_name("csrc") / name for name in ("lstm_loops.cpp", "cpu_alloc.cpp")]
 OPS = "poemtui_lstm"  # the namespace the library registers (torch.ops.poemtui_lstm)
-CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math"]
+# -fopenmp: the elementwise passes share torch's OpenMP threads (at::parallel_for); at run time the library
+# binds to the libgomp.so.1 torch has already loaded, so there is one thread pool, not two
+CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"]
+LDFLAGS = ["-fopenmp"]
 
 
 def build_name() -> str:
@@ -63,7 +67,14 @@ def _build():
         import ninja
 
         os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
-    load(name=build_name(), sources=[str(SOURCE)], extra_cflags=CFLAGS, is_python_module=False, verbose=False)
+    load(
+        name=build_name(),
+        sources=[str(path) for path in SOURCES],
+        extra_cflags=CFLAGS,
+        extra_ldflags=LDFLAGS,
+        is_python_module=False,
+        verbose=False,
+    )
     return getattr(torch.ops, OPS)
 
 

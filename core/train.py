@@ -251,6 +251,19 @@ class LiveDisplay:
         self.progress.stop()
 
 
+def _releasing_after_evaluations(on_event):
+    """on_event, and after each evaluation malloc's free pages go back to the system (core/memory.py)."""
+    from core.memory import release_freed_memory
+
+    def handle(event: dict) -> None:
+        if on_event is not None:
+            on_event(event)
+        if event.get("event") == "eval":
+            release_freed_memory()
+
+    return handle
+
+
 def main(argv: list[str] | None = None) -> int:
     stop = StopRequested()
 
@@ -271,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = getattr(args, "run_dir", None) or args.checkpoints / default_run_name(cfg)
 
     from core import distributed as dist
+    from core import memory
     from core.trainer import Trainer
 
+    kept = memory.keep_freed_memory()  # each step reuses the last one's memory (core/memory.py)
     trainer = Trainer(cfg, run_dir, resume=getattr(args, "resume", None), stop=stop)
     for flag in trainer.ignored_flags:
         sys.stderr.write(
@@ -288,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
             Path(run_dir), getattr(args, "events", None) == "jsonl", getattr(args, "quiet", False)
         )
         trainer.on_event = output
+    if kept:
+        trainer.on_event = _releasing_after_evaluations(trainer.on_event)
     try:
         summary = trainer.run()
     finally:
@@ -298,7 +315,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from core.memory import restart_with_huge_pages
-
-    restart_with_huge_pages()  # before anything else: glibc reads the tunable at start (core/memory.py)
     run(main)

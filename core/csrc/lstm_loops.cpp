@@ -6,9 +6,11 @@
 // Registered as torch.ops.poemtui_lstm.{forward,backward}; built on first use by core/native.py.
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -85,14 +87,23 @@ void cell_state(int64_t H, const T* act, const T* c_prev, T* c, T* tanh_c, T* h)
   }
 }
 
+// Rows are independent: torch's own threads (OpenMP, at::get_num_threads()) share them, each taking at
+// least ~32k gate values (8 rows at H = 1024), as torch's elementwise kernels do: small steps (generation,
+// tests) stay on one thread, where waking the others would cost more than the work.
+constexpr int64_t GATE_VALUES_PER_TASK = 32768;
+
+inline int64_t rows_per_task(int64_t H) { return std::max<int64_t>(1, GATE_VALUES_PER_TASK / (4 * H)); }
+
 template <typename T, typename M>
 void cell_forward(int64_t n, int64_t H, const T* pre, const M* mm, const T* c_prev, T* act, T* c, T* tanh_c,
                   T* h) {
-  for (int64_t r = 0; r < n; ++r) {
-    T* act_r = act + r * 4 * H;
-    activate(H, pre + r * 4 * H, mm ? mm + r * 4 * H : nullptr, act_r);
-    cell_state(H, act_r, c_prev + r * H, c + r * H, tanh_c + r * H, h + r * H);
-  }
+  at::parallel_for(0, n, rows_per_task(H), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      T* act_r = act + r * 4 * H;
+      activate(H, pre + r * 4 * H, mm ? mm + r * 4 * H : nullptr, act_r);
+      cell_state(H, act_r, c_prev + r * H, c + r * H, tanh_c + r * H, h + r * H);
+    }
+  });
 }
 
 // One step of BPTT for n rows (docs/lstm-derivatives.md): δh_t = dh + d_hs; ε_t = dc + δh_t ⊙ o ⊙ (1 -
@@ -100,27 +111,29 @@ void cell_forward(int64_t n, int64_t H, const T* pre, const M* mm, const T* c_pr
 template <typename T>
 void cell_backward(int64_t n, int64_t H, const T* dh, const T* d_hs, T* dc, const T* gates, const T* tanh_c,
                    const T* c_prev, T* d_a) {
-  for (int64_t r = 0; r < n; ++r) {
-    const T* gt = gates + r * 4 * H;
-    const T* tc = tanh_c + r * H;
-    const T* cp = c_prev + r * H;
-    const T* dh_r = dh + r * H;
-    const T* dhs_r = d_hs + r * H;
-    T* dc_r = dc + r * H;
-    T* da = d_a + r * 4 * H;
+  at::parallel_for(0, n, rows_per_task(H), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const T* gt = gates + r * 4 * H;
+      const T* tc = tanh_c + r * H;
+      const T* cp = c_prev + r * H;
+      const T* dh_r = dh + r * H;
+      const T* dhs_r = d_hs + r * H;
+      T* dc_r = dc + r * H;
+      T* da = d_a + r * 4 * H;
 #pragma GCC ivdep
-    for (int64_t j = 0; j < H; ++j) {
-      const T i = gt[j], f = gt[H + j], g = gt[2 * H + j], o = gt[3 * H + j];
-      const T dh_t = dh_r[j] + dhs_r[j];
-      const T t = tc[j];
-      const T eps = dc_r[j] + dh_t * o * (T(1) - t * t);
-      da[j] = eps * g * i * (T(1) - i);
-      da[H + j] = eps * cp[j] * f * (T(1) - f);
-      da[2 * H + j] = eps * i * (T(1) - g * g);
-      da[3 * H + j] = dh_t * t * o * (T(1) - o);
-      dc_r[j] = eps * f;
+      for (int64_t j = 0; j < H; ++j) {
+        const T i = gt[j], f = gt[H + j], g = gt[2 * H + j], o = gt[3 * H + j];
+        const T dh_t = dh_r[j] + dhs_r[j];
+        const T t = tc[j];
+        const T eps = dc_r[j] + dh_t * o * (T(1) - t * t);
+        da[j] = eps * g * i * (T(1) - i);
+        da[H + j] = eps * cp[j] * f * (T(1) - f);
+        da[2 * H + j] = eps * i * (T(1) - g * g);
+        da[3 * H + j] = dh_t * t * o * (T(1) - o);
+        dc_r[j] = eps * f;
+      }
     }
-  }
+  });
 }
 
 // ---- matrix products ---------------------------------------------------------------------------------
