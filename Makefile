@@ -31,6 +31,7 @@ run: $(STAMP) $(CORPUS_STAMP)
 	$(VENV)/bin/poemtui
 
 test: $(STAMP) $(CORPUS_STAMP)
+	$(PY) -m core.native
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -269,9 +269,11 @@ class _FusedLayer(torch.autograd.Function):
 
 
 def _time_loops(x):
-    """The step-by-step loops of _FusedLayer: compiled (core.native) on CPU where they build, else Python's.
-    Both take and return the same tensors and compute the same numbers (tests/test_native.py)."""
-    loops = native.lstm_loops() if x.device.type == "cpu" else None
+    """The step-by-step loops of _FusedLayer: compiled (core.native) for float32 and float64 on CPU where they
+    build, else Python's (GPUs, a bf16 copy of the model for generation). Both take and return the same
+    tensors and compute the same numbers (tests/test_native.py)."""
+    compiled = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)  # not a bf16 model
+    loops = native.lstm_loops() if compiled else None
     return loops if loops is not None else _PythonLoops
 
 

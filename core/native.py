@@ -70,8 +70,8 @@ def _build():
     load(
         name=build_name(),
         sources=[str(path) for path in SOURCES],
-        extra_cflags=CFLAGS,
-        extra_ldflags=LDFLAGS,
+        extra_cflags=list(CFLAGS),  # copies: load() appends to the lists it is given
+        extra_ldflags=list(LDFLAGS),
         is_python_module=False,
         verbose=False,
     )

@@ -104,6 +104,30 @@ def test_the_fused_lstm_uses_the_compiled_loops_on_cpu(loops):
     assert core.lstm._time_loops(x) is loops
 
 
+@needs_compiler
+def test_a_bf16_model_runs_the_python_loops(loops):
+    """Generation may run a bfloat16 copy of the model: the compiled loops are float32 and float64 only."""
+    torch.manual_seed(0)
+    lstm = LSTM(6, 8, num_layers=2).to(torch.bfloat16)
+    x = torch.randn(2, 5, 6, dtype=torch.bfloat16)
+    assert core.lstm._time_loops(x) is core.lstm._PythonLoops
+    with torch.no_grad():
+        out, _ = lstm(x)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+@needs_compiler
+def test_loading_again_in_the_same_process_reuses_the_library(loops):
+    """A second build call (after cache_clear) must find the same build: a new one would register the
+    poemtui_lstm namespace twice, which torch refuses (once seen: load() grew our flag lists in place)."""
+    native.lstm_loops.cache_clear()
+    try:
+        assert native.lstm_loops() is not None
+    finally:
+        native.lstm_loops.cache_clear()
+    assert native.lstm_loops() is not None
+
+
 def test_without_the_compiled_loops_the_python_loops_take_over(monkeypatch):
     monkeypatch.setattr(native, "lstm_loops", lambda: None)
     assert core.lstm._time_loops(torch.randn(2, 3, 4)) is core.lstm._PythonLoops
