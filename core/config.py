@@ -209,7 +209,7 @@ PRESETS: dict[str, dict] = {
         embed_size=256,
         hidden_size=512,
         num_layers=2,
-        dropout=0.1,  # 1.5M training characters: 9 epochs do not over-fit (train and dev loss stay level)
+        dropout=0.1,  # 1.5M training characters: dev loss still falls in epoch 9 (train 4.34, dev 4.56)
         optimizer="adam",
         lr=3e-3,
         # anneals to lr/100 over the 9 epochs, which fit in ~25 minutes on 2 cores (7 epochs: dev 102.7,
