@@ -185,7 +185,7 @@ PRESETS: dict[str, dict] = {
         unk_rate=0.5,  # 5% of dev characters never occur in train; <unk> must carry probability
         # docs/results/optimizers-tang300.md: RMSprop's per-coordinate steps suit 2,265 mostly rare characters
         # (best of eight optimizers, each at its swept lr); halving the lr after 2 evaluations without
-        # improvement: dev ppl 287.6 against 328.7 for Adam at 3e-3 (both in float32)
+        # improvement: dev ppl 288.7 against 328.7 for Adam at 3e-3 (both in float32)
         optimizer="rmsprop",
         lr=3e-3,
         lr_patience=2,
