@@ -448,13 +448,13 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    kept = keep_freed_memory()  # as core.train does (core/memory.py); both sides profit
     if args.repeats is None:
         args.repeats = 3 if args.quick else 10
     if args.repeats < 1:
         raise PoemError("--repeats must be at least 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise PoemError("--device cuda: no CUDA device is available")
+    kept = keep_freed_memory()  # as core.train does (core/memory.py); both sides profit
     if args.threads or args.quick:  # quick: one thread, steadier on a busy machine
         torch.set_num_threads(args.threads or 1)
     names = GROUPS.get(args.config, [args.config])

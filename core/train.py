@@ -287,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     from core import memory
     from core.trainer import Trainer
 
+    trainer = Trainer(cfg, run_dir, resume=getattr(args, "resume", None), stop=stop)  # bad input fails here
     kept = memory.keep_freed_memory()  # each step reuses the last one's memory (core/memory.py)
-    trainer = Trainer(cfg, run_dir, resume=getattr(args, "resume", None), stop=stop)
     for flag in trainer.ignored_flags:
         sys.stderr.write(
             f"warning: --{flag.replace('_', '-')} is fixed by the checkpoint; ignored on --resume\n"
