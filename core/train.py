@@ -251,19 +251,6 @@ class LiveDisplay:
         self.progress.stop()
 
 
-def _releasing_after_evaluations(on_event):
-    """on_event, and after each evaluation malloc's free pages go back to the system (core/memory.py)."""
-    from core.memory import release_freed_memory
-
-    def handle(event: dict) -> None:
-        if on_event is not None:
-            on_event(event)
-        if event.get("event") == "eval":
-            release_freed_memory()
-
-    return handle
-
-
 def main(argv: list[str] | None = None) -> int:
     stop = StopRequested()
 
@@ -288,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.trainer import Trainer
 
     trainer = Trainer(cfg, run_dir, resume=getattr(args, "resume", None), stop=stop)  # bad input fails here
-    kept = memory.keep_freed_memory()  # each step reuses the last one's memory (core/memory.py)
+    memory.keep_freed_memory()  # each step reuses the last one's memory (core/memory.py)
     for flag in trainer.ignored_flags:
         sys.stderr.write(
             f"warning: --{flag.replace('_', '-')} is fixed by the checkpoint; ignored on --resume\n"
@@ -303,8 +290,6 @@ def main(argv: list[str] | None = None) -> int:
             Path(run_dir), getattr(args, "events", None) == "jsonl", getattr(args, "quiet", False)
         )
         trainer.on_event = output
-    if kept:
-        trainer.on_event = _releasing_after_evaluations(trainer.on_event)
     try:
         summary = trainer.run()
     finally:
