@@ -464,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         print_json(child_memory(configs[names[0]], args.child_memory, args.device, args.precision))
         return 0
 
-    from core import native
+    from core.lstm import compiled_loops
     from core.matmul import onednn_works
 
     results = {}
@@ -488,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
         "precision": args.precision,
         "gemm": "oneDNN" if args.device == "cpu" and onednn_works() else "torch",
-        "lstm_loops": "compiled" if args.device == "cpu" and native.lstm_loops() is not None else "python",
+        "lstm_loops": "python" if compiled_loops(args.device, torch.float32) is None else "compiled",
         "malloc_keeps_freed_memory": kept,
         "repeats": args.repeats,
         "clock": args.clock,

@@ -212,7 +212,7 @@ PRESETS: dict[str, dict] = {
         dropout=0.1,  # 1.5M training characters: dev loss still falls in epoch 9 (train 4.34, dev 4.56)
         optimizer="adam",
         lr=3e-3,
-        # anneals to lr/100 over the 9 epochs, which fit in ~25 minutes on 2 cores (7 epochs: dev 102.7,
+        # anneals to lr/100 over the 9 epochs, which fit in ~21 minutes on 2 cores (7 epochs: dev 102.7,
         # 9: 96.0 and tang300 dev 155.2 -> 149.3; docs/REPORT.md §6)
         lr_schedule="cosine",
         precision="auto",  # bf16 matmuls where the CPU has AVX512-BF16 (1.7x the tokens/s of fp32 here)

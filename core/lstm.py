@@ -268,12 +268,19 @@ class _FusedLayer(torch.autograd.Function):
         return d_x, d_w_ih, d_w_hh, d_b, d_h0, d_c0, None, None
 
 
+def compiled_loops(device, dtype):
+    """The compiled time loops (torch.ops.poemtui_lstm) the fused LSTM runs for tensors of this device and
+    dtype: float32 and float64 on CPU, where they build; else None (GPUs, a bf16 copy of the model for
+    generation, no compiler: the Python loops)."""
+    if torch.device(device).type != "cpu" or dtype not in (torch.float32, torch.float64):
+        return None
+    return native.lstm_loops()
+
+
 def _time_loops(x):
-    """The step-by-step loops of _FusedLayer: compiled (core.native) for float32 and float64 on CPU where they
-    build, else Python's (GPUs, a bf16 copy of the model for generation). Both take and return the same
-    tensors and compute the same numbers (tests/test_native.py)."""
-    compiled = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)  # not a bf16 model
-    loops = native.lstm_loops() if compiled else None
+    """The step-by-step loops of _FusedLayer for x: compiled where compiled_loops has them, else Python's.
+    Both take and return the same tensors and compute the same numbers (tests/test_native.py)."""
+    loops = compiled_loops(x.device, x.dtype)
     return loops if loops is not None else _PythonLoops
 
 

@@ -3,7 +3,7 @@
 
 In Python every step of the loop costs a dozen small torch kernels, each a pass over the gates and a trip
 through the dispatcher; in C++ a step is one matrix product and one pass of elementwise work. Building
-takes ~10 s with g++ and ninja (torch.utils.cpp_extension; cached under ~/.cache/torch_extensions or
+takes ~15 s with g++ and ninja (torch.utils.cpp_extension; cached under ~/.cache/torch_extensions or
 $TORCH_EXTENSIONS_DIR). Where there is no compiler, or POEMTUI_NATIVE=0, the Python loops of core/lstm.py
 compute the same numbers, slower, and memory stays as glibc and torch keep it.
 

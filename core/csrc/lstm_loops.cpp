@@ -1,6 +1,6 @@
 // The time loops of core/lstm.py's fused LSTM layer in C++: per step one matrix product (oneDNN's, through
-// the dispatcher, exactly as the Python loop calls it) and ONE pass of elementwise work, instead of a dozen
-// small torch kernels and their Python dispatch. Same equations, same packed layout, same buffers as
+// the dispatcher, exactly as the Python loop calls it) and one pass over the rows for all the elementwise
+// work, instead of a dozen small torch kernels and their Python dispatch. Same equations, same packed layout, same buffers as
 // _FusedLayer (core/lstm.py), which falls back to its Python loops when this does not build.
 //
 // Registered as torch.ops.poemtui_lstm.{forward,backward}; built on first use by core/native.py.
@@ -195,14 +195,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const a
       // the gates go over x_proj's rows when backward needs them, else over the pre-activations
       scalar_t* act = keep ? xp.data_ptr<scalar_t>() : pre.data_ptr<scalar_t>();
       scalar_t *c_out = c.data_ptr<scalar_t>(), *tc_out = tc.data_ptr<scalar_t>(), *h_out = h.data_ptr<scalar_t>();
-      if (!mm.defined()) {
-        cell_forward<scalar_t, scalar_t>(n, H, pre.data_ptr<scalar_t>(), nullptr, cp, act, c_out, tc_out, h_out);
-      } else if (mm.scalar_type() == at::kBFloat16) {
+      if (mm.defined() && mm.scalar_type() == at::kBFloat16) {  // mode 2
         cell_forward<scalar_t, at::BFloat16>(n, H, pre.data_ptr<scalar_t>(), mm.data_ptr<at::BFloat16>(), cp, act,
                                              c_out, tc_out, h_out);
-      } else {
-        cell_forward<scalar_t, scalar_t>(n, H, pre.data_ptr<scalar_t>(), mm.data_ptr<scalar_t>(), cp, act, c_out,
-                                         tc_out, h_out);
+      } else {  // mode 1: the product is already in pre; mode 0: added here
+        const scalar_t* product_ptr = mm.defined() ? mm.data_ptr<scalar_t>() : nullptr;
+        cell_forward<scalar_t, scalar_t>(n, H, pre.data_ptr<scalar_t>(), product_ptr, cp, act, c_out, tc_out, h_out);
       }
       h_prev = h;
       c_prev = c;
