@@ -292,7 +292,7 @@ async def test_train_watch_stop_browse_and_write(tmp_path):
             ("embed_size", "16"),
             ("hidden_size", "16"),
             ("batch_size", "8"),
-            ("epochs", "40"),
+            ("epochs", "400"),
             ("run_name", "flow"),
         ):
             await type_into(pilot, f"#field-{name}", value)
@@ -306,7 +306,9 @@ async def test_train_watch_stop_browse_and_write(tmp_path):
         await wait_for(pilot, lambda: state.step >= 3, timeout=120, what="batch events")
         await pilot.pause(0.3)
         stats = text_of(app.screen.query_one("#stats"))
-        assert "epoch 1/40" in stats and "tokens/s" in stats
+        # (A 16-unit model runs an epoch in about a second, so which epoch is shown depends on the machine.)
+        shown_epoch = re.search(r"epoch (\d+)/400", stats)
+        assert shown_epoch and 1 <= int(shown_epoch[1]) <= 400 and "tokens/s" in stats
         assert "training" in text_of(app.screen.query_one("#status"))
 
         # Leaving the screen does not stop the run; coming back shows it live.
@@ -423,7 +425,7 @@ async def test_quit_while_training_asks_then_saves_a_checkpoint(tmp_path):
         for name, value in (
             ("embed_size", "16"),
             ("hidden_size", "16"),
-            ("epochs", "40"),
+            ("epochs", "400"),
             ("run_name", "quit"),
         ):
             await type_into(pilot, f"#field-{name}", value)
