@@ -248,8 +248,11 @@ class _FusedLayer(torch.autograd.Function):
         d_hs = d_out.reshape(B * T, H).index_select(0, P.index)  # dL/dout_t, packed
         # What step t+1 sends back to step t: δh^rec_t and ε_{t+1} ⊙ f_{t+1} (first: the final states' grads)
         dh, dc = d_hn.index_select(0, P.order), d_cn.index_select(0, P.order)
-        d_a = _time_loops(xs).backward(
-            d_hs, dh, dc, gates, cs, tanh_cs, c0s, mm.weight(w_hh.t(), B), P.batch_sizes, mm.mode
+        d_a = mm.grads_operand(N, 4 * H, like=xs)  # δa_t of every step, written by the loop
+        d_a_low = mm.rounded_twin(d_a)  # bf16 products: δa_t rounded, also written by the loop
+        w_hh_t = mm.weight(w_hh.t(), B)
+        _time_loops(xs).backward(
+            d_hs, dh, dc, gates, cs, tanh_cs, c0s, w_hh_t, P.batch_sizes, mm.mode, d_a, d_a_low
         )
 
         d_x = d_w_ih = d_w_hh = d_b = None
@@ -258,7 +261,7 @@ class _FusedLayer(torch.autograd.Function):
         if any(ctx.needs_input_grad[1:4]):
             # dW_ih = Σ_t δa_t^T x_t, dW_hh = Σ_t δa_t^T h_{t-1}, db = Σ_t δa_t: one matmul over all steps
             n0 = P.batch_sizes[0] if P.batch_sizes else 0
-            inputs = xs.new_empty(N, I + H)  # [x_t, h_{t-1}] of every step
+            inputs = mm.grads_operand(N, I + H, like=xs)  # [x_t, h_{t-1}] of every step
             inputs[:, :I] = xs
             inputs[:n0, I:] = h0s[:n0]
             inputs[n0:, I:] = hs.index_select(0, P.prev)
@@ -311,14 +314,14 @@ class _PythonLoops:
         return hs, cs, tanh_cs
 
     @staticmethod
-    def backward(d_hs, dh, dc, gates, cs, tanh_cs, c0s, w_hh_t, batch_sizes, mode: int):
+    def backward(d_hs, dh, dc, gates, cs, tanh_cs, c0s, w_hh_t, batch_sizes, mode: int, d_a, d_a_low) -> None:
         """BPTT, last step to first. dh, dc [B, H]: the final states' gradients on entry, h0's and c0's on
-        exit (in place). Returns δa [N, 4H], the four pre-activations' gradients of every step."""
+        exit (in place). Writes δa [N, 4H], the four pre-activations' gradients of every step, into d_a, and
+        into d_a_low rounded to bf16 (bf16 products only; else None)."""
         mm = matmul.of_mode(mode, w_hh_t)
-        (N, H4), B = gates.shape, dh.shape[0]
+        B, H4 = dh.shape[0], gates.shape[1]
         H = H4 // 4
         offsets = [0, *itertools.accumulate(batch_sizes)]
-        d_a = gates.new_empty(N, H4)
         slope = gates.new_empty(B, H4)  # scratch: the nonlinearities' derivatives at step t
         scratch = gates.new_empty(B, H)
         one = gates.new_ones(())
@@ -341,8 +344,9 @@ class _PythonLoops:
             torch.addcmul(one, g, g, value=-1, out=sigma[:, 2 * H : 3 * H])
             d_a[s : s + n].mul_(sigma)
             eps.mul_(f)  # ε_t ⊙ f_t, for step t-1
+            if d_a_low is not None:
+                d_a_low[s : s + n] = d_a[s : s + n]
             dh[:n] = mm.linear(d_a[s : s + n], w_hh_t)  # δh^rec_{t-1} = δa_t W_hh
-        return d_a
 
 
 def _unpack(packed, P: Packing, B: int, T: int):

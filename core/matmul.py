@@ -1,20 +1,24 @@
-"""Matrix products x @ w^T (+ bias) for the fused LSTM and the output layer, in the precision and on the
-kernels that suit the machine.
+"""Matrix products x @ w^T (+ bias) for the fused LSTM, in the precision and on the kernels that suit the
+machine.
 
 On CPU in float32 they run on oneDNN's GEMM when torch has it (the kernels of PyTorch's built-in recurrent
 layers; on some CPUs, e.g. AMD with AVX-512, 2-4x faster than the BLAS behind torch.mm). Same float32
 arithmetic, only the kernel differs; POEMTUI_ONEDNN=0 turns it off. Under a bfloat16 autocast the operands
-are rounded to bf16 and the results come back in float32 (LowPrecision).
+are rounded to bf16 and the results come back in float32 (LowPrecision), on oneDNN too where the CPU has
+bf16. The recurrent weight is laid out for oneDNN once per layer and pass (weight()), and the operands of
+the weight gradients are written where oneDNN reads them (twins): no conversion copies in the loops.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+
+from core import native
 
 
 def autocast_dtype(x) -> torch.dtype | None:
@@ -26,15 +30,34 @@ def autocast_dtype(x) -> torch.dtype | None:
 
 
 def of_mode(mode: int, w):
-    return LowPrecision(w.dtype) if mode == LowPrecision.mode else FullPrecision(onednn=mode == 1)
+    """The products a weight laid out by weight() was made for (mode: theirs)."""
+    if mode == LowPrecision.mode:
+        return LowPrecision(w.dtype, onednn=w.is_mkldnn)
+    return FullPrecision(onednn=mode == 1)
 
 
 def products(x, mm_dtype: torch.dtype | None, onednn_if: bool = True):
     """The products of one layer's forward or backward: bf16 operands under a bf16 autocast, else x's own
     precision on oneDNN where it works (and onednn_if holds), else torch's."""
     if mm_dtype is not None:
-        return LowPrecision(mm_dtype)
+        return LowPrecision(mm_dtype, onednn=onednn_ok(x, mm_dtype) and onednn_if)
     return FullPrecision(onednn=onednn_ok(x) and onednn_if)
+
+
+class Twins:
+    """Matrices handed out with a twin: the same values in the form a kernel takes (oneDNN's own tensor
+    over the same memory, or a copy rounded to bf16), found again by identity. A products object holds
+    them for its one forward or backward."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def add(self, matrix, twin) -> None:
+        self._by_id[id(matrix)] = (matrix, twin)  # (holding matrix keeps its id from being reused)
+
+    def of(self, matrix):
+        pair = self._by_id.get(id(matrix))
+        return pair[1] if pair is not None and pair[0] is matrix else None
 
 
 @dataclass
@@ -42,6 +65,7 @@ class FullPrecision:
     """x @ w^T (+ bias) in the operands' own precision, on oneDNN's kernels or torch's."""
 
     onednn: bool
+    _twins: Twins = field(default_factory=Twins, repr=False, compare=False)  # grads_operand's oneDNN tensors
 
     @property
     def mode(self) -> int:
@@ -65,15 +89,38 @@ class FullPrecision:
             return torch.ops.mkldnn._linear_pointwise.binary(x, other, w, None, "add")
         return other.addmm_(x, w.t())
 
+    def grads_operand(self, rows: int, cols: int, like):
+        """An empty [rows, cols] matrix (like's dtype and device) to be filled and given to linear_grads. On
+        oneDNN its memory is a oneDNN tensor's, which that kernel reads as it lies: no conversion copy (at
+        the poem configuration, ~40 MB per layer and batch)."""
+        view = native.onednn_dense_view() if self.onednn and like.dtype == torch.float32 else None
+        if view is None:
+            return like.new_empty(rows, cols)
+        twin = torch.empty(rows, cols, layout=torch._mkldnn)
+        matrix = view(twin)
+        self._twins.add(matrix, twin)
+        return matrix
+
+    def rounded_twin(self, matrix) -> None:
+        """Full precision: no rounded copy (LowPrecision.rounded_twin)."""
+        return None
+
     def linear_grads(self, dy, x):
         """dy^T @ x and dy summed over rows: the weight and bias gradients of y = x @ w^T + b."""
-        return linear_grads_onednn(dy, x) if self.onednn else (dy.t() @ x, dy.sum(0))
+        if not self.onednn:
+            return dy.t() @ x, dy.sum(0)
+        return linear_grads_onednn(self._as_onednn(dy), self._as_onednn(x))
+
+    def _as_onednn(self, matrix):
+        twin = self._twins.of(matrix)
+        return twin if twin is not None else matrix.contiguous().to_mkldnn()
 
 
 def linear_grads_onednn(dy, x):
-    """oneDNN's own backward-weights kernel: no transposed copies of dy and x (the weight is only a shape)."""
-    weight_like = dy.new_empty(dy.shape[1], x.shape[1])
-    return torch.ops.aten.mkldnn_linear_backward_weights(dy.to_mkldnn(), x.to_mkldnn(), weight_like, True)
+    """oneDNN's own backward-weights kernel on oneDNN tensors: no transposed copies of dy and x (the weight
+    is only a shape)."""
+    weight_like = torch.empty(dy.shape[1], x.shape[1], dtype=dy.dtype)
+    return torch.ops.aten.mkldnn_linear_backward_weights(dy, x, weight_like, True)
 
 
 @dataclass
@@ -83,27 +130,53 @@ class LowPrecision:
     on CPUs with AVX512-BF16 (or AMX, or a GPU) they run at about twice float32's speed."""
 
     dtype: torch.dtype
+    onednn: bool = False  # weight() prepacks for oneDNN's kernel (on CPU: 1.5x faster at one step's size)
     mode = 2  # core/csrc/lstm_loops.cpp: bf16 operands, w already rounded by weight()
+    _twins: Twins = field(default_factory=Twins, repr=False, compare=False)  # rounded_twin's copies
 
     def weight(self, w, rows: int):
-        """w rounded once, for the matmuls of every step."""
-        return w.to(self.dtype).contiguous()
+        """w rounded once (and laid out for oneDNN), for the matmuls of every step."""
+        w = w.to(self.dtype).contiguous()
+        return torch.ops.mkldnn._reorder_linear_weight(w, rows) if self.onednn else w
+
+    def rounded_twin(self, matrix):
+        """An empty rounded copy of matrix, for whoever writes matrix to fill as well (the elementwise pass
+        that computes it, while the values are in cache); the products then take it instead of rounding."""
+        twin = torch.empty_like(matrix, dtype=self.dtype)
+        self._twins.add(matrix, twin)
+        return twin
+
+    def _rounded(self, x):
+        twin = self._twins.of(x)
+        return twin if twin is not None else x.to(self.dtype)
 
     def linear(self, x, w, bias=None):
         """x @ w^T (+ bias) with rounded operands, returned in x's precision (w may come from weight())."""
-        y = F.linear(x.to(self.dtype), w.to(self.dtype)).to(x.dtype)
+        if w.is_mkldnn:
+            y = torch.ops.mkldnn._linear_pointwise(self._rounded(x).contiguous(), w, None, "none", [None], "")
+        else:
+            y = F.linear(self._rounded(x), w.to(self.dtype))
+        y = y.to(x.dtype)
         return y if bias is None else y.add_(bias)
 
     def linear_add(self, x, w, other):
         return other.add_(self.linear(x, w))
 
+    def grads_operand(self, rows: int, cols: int, like):
+        return like.new_empty(rows, cols)
+
     def linear_grads(self, dy, x):
         """dy^T @ x with rounded operands, and dy summed over rows in full precision."""
-        return (dy.to(self.dtype).t() @ x.to(self.dtype)).to(dy.dtype), dy.sum(0)
+        return (self._rounded(dy).t() @ self._rounded(x)).to(dy.dtype), dy.sum(0)
 
 
-def onednn_ok(x) -> bool:
-    return x.device.type == "cpu" and x.dtype == torch.float32 and onednn_works()
+def onednn_ok(x, mm_dtype: torch.dtype | None = None) -> bool:
+    """Whether x's products (in mm_dtype, else x's own) run on oneDNN: float32 and bfloat16 on CPU."""
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return False
+    if mm_dtype is None:
+        return onednn_works()
+    return mm_dtype == torch.bfloat16 and onednn_works() and onednn_bf16_works()
 
 
 @functools.cache
@@ -117,12 +190,27 @@ def onednn_works() -> bool:
         packed = torch.ops.mkldnn._reorder_linear_weight(w, 5)
         added = torch.ops.mkldnn._linear_pointwise.binary(x, y, packed, None, "add")
         plain = torch.ops.mkldnn._linear_pointwise(y, w.t().contiguous(), None, "none", [None], "")
-        d_w, d_b = linear_grads_onednn(y, x)
+        d_w, d_b = linear_grads_onednn(y.to_mkldnn(), x.to_mkldnn())
         return (
             torch.allclose(added, y + x @ w.t(), atol=1e-5)
             and torch.allclose(plain, y @ w, atol=1e-5)
             and torch.allclose(d_w, y.t() @ x, atol=1e-5)
             and torch.allclose(d_b, y.sum(0), atol=1e-5)
         )
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@functools.cache
+def onednn_bf16_works() -> bool:
+    """oneDNN's bf16 linear with a prepacked weight gives F.linear's bf16 numbers (where the CPU has bf16)."""
+    try:
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return False
+        gen = torch.Generator().manual_seed(0)
+        x, w = (torch.randn(*shape, generator=gen).bfloat16() for shape in ((5, 7), (12, 7)))
+        packed = torch.ops.mkldnn._reorder_linear_weight(w, 5)
+        y = torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [None], "")
+        return torch.allclose(y.float(), F.linear(x, w).float(), atol=1e-2)
     except (AttributeError, RuntimeError):
         return False

@@ -58,6 +58,26 @@ def lstm_loops():
         return None
 
 
+def onednn_dense_view():
+    """torch.ops.poemtui_lstm.onednn_dense_view (a plain tensor over a oneDNN tensor's memory, for
+    core.matmul), or None where the library is missing or that memory is not laid out as a plain matrix."""
+    ops = lstm_loops()
+    return ops.onednn_dense_view if ops is not None and _dense_view_works(ops) else None
+
+
+@functools.cache
+def _dense_view_works(ops) -> bool:
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        values = torch.arange(35, dtype=torch.float32).view(5, 7)
+        twin = torch.empty(5, 7, layout=torch._mkldnn)
+        ops.onednn_dense_view(twin).copy_(values)
+        return torch.equal(twin.to_dense(), values)
+    except RuntimeError:
+        return False
+
+
 def _build():
     from torch.utils.cpp_extension import load
 

@@ -71,11 +71,17 @@ def test_compiled_loops_compute_what_the_python_loops_compute(loops, monkeypatch
 
 
 @needs_compiler
-def test_compiled_loops_under_bf16_autocast_match_the_python_loops(loops, monkeypatch):
-    """bf16 operands in the matmuls, float32 everywhere else: the same roundings on both paths."""
+@pytest.mark.parametrize("onednn", [False, True], ids=["plain-bf16-weights", "onednn-prepacked"])
+def test_compiled_loops_under_bf16_autocast_match_the_python_loops(loops, monkeypatch, onednn):
+    """bf16 operands in the matmuls, float32 everywhere else: the same roundings on both paths (the rounded
+    h_t and δa_t written by the elementwise passes, the weights prepacked for oneDNN or not)."""
+    if onednn and not core.matmul.onednn_bf16_works():
+        pytest.skip("no oneDNN bf16 on this CPU")
     torch.manual_seed(0)
     lstm = LSTM(6, 8, num_layers=2)
     x, lengths, state, weights = batch(torch.float32)
+    monkeypatch.setattr(core.matmul, "onednn_bf16_works", lambda: onednn)
+    monkeypatch.setattr(core.lstm, "ONEDNN_MIN_STEPS", 1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         compiled = run(lstm, x, lengths, state, weights, python_loops=False, monkeypatch=monkeypatch)
         python = run(lstm, x, lengths, state, weights, python_loops=True, monkeypatch=monkeypatch)
@@ -158,3 +164,23 @@ def test_a_failed_build_says_so_in_one_line_and_falls_back(monkeypatch, capsys):
         native.lstm_loops.cache_clear()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Python loops" in err[0] and "build stopped" in err[0]
+
+
+@needs_compiler
+@pytest.mark.skipif(not core.matmul.onednn_works(), reason="no oneDNN")
+def test_weight_gradients_read_from_onednn_memory_are_the_plain_ones(loops):
+    """grads_operand hands out matrices in oneDNN's memory (no conversion copy before the weight-gradient
+    kernel); filled like any tensor, they give what torch.mm gives, and so does the copying path."""
+    assert native.onednn_dense_view() is not None
+    gen = torch.Generator().manual_seed(0)
+    dy, x = torch.randn(37, 20, generator=gen), torch.randn(37, 11, generator=gen)
+    mm = core.matmul.FullPrecision(onednn=True)
+    dy_buffer, x_buffer = mm.grads_operand(37, 20, like=dy), mm.grads_operand(37, 11, like=x)
+    dy_buffer.copy_(dy)
+    x_buffer[:, :5] = x[:, :5]  # filled in parts, as the fused backward fills [x_t, h_{t-1}]
+    x_buffer[:, 5:] = x[:, 5:]
+    for buffer in (dy_buffer, x_buffer):  # the kernel reads the very memory that was written
+        assert torch.ops.mkldnn.data_ptr(mm._as_onednn(buffer)) == buffer.data_ptr()
+    for d_w, d_b in (mm.linear_grads(dy_buffer, x_buffer), mm.linear_grads(dy, x)):
+        assert_close(d_w, dy.t() @ x, 2e-6, "dW")
+        assert_close(d_b, dy.sum(0), 2e-6, "db")

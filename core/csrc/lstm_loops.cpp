@@ -94,44 +94,61 @@ constexpr int64_t GATE_VALUES_PER_TASK = 32768;
 
 inline int64_t rows_per_task(int64_t H) { return std::max<int64_t>(1, GATE_VALUES_PER_TASK / (4 * H)); }
 
+// x rounded to bfloat16, for the next product (mode 2), while the row is still in cache.
+template <typename T>
+void round_to_bf16(int64_t n, const T* x, at::BFloat16* y) {
+#pragma GCC ivdep
+  for (int64_t j = 0; j < n; ++j) y[j] = at::BFloat16(static_cast<float>(x[j]));
+}
+
+// h_low (mode 2, else null): h_t rounded to bf16 as well, the operand of the next step's product.
 template <typename T, typename M>
 void cell_forward(int64_t n, int64_t H, const T* pre, const M* mm, const T* c_prev, T* act, T* c, T* tanh_c,
-                  T* h) {
+                  T* h, at::BFloat16* h_low) {
   at::parallel_for(0, n, rows_per_task(H), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       T* act_r = act + r * 4 * H;
       activate(H, pre + r * 4 * H, mm ? mm + r * 4 * H : nullptr, act_r);
       cell_state(H, act_r, c_prev + r * H, c + r * H, tanh_c + r * H, h + r * H);
+      if (h_low) round_to_bf16(H, h + r * H, h_low + r * H);
     }
   });
 }
 
-// One step of BPTT for n rows (docs/lstm-derivatives.md): δh_t = dh + d_hs; ε_t = dc + δh_t ⊙ o ⊙ (1 -
-// tanh²C_t); δa_t = [ε C̄ i(1-i), ε C_{t-1} f(1-f), ε i (1-C̄²), δh tanh(C_t) o(1-o)]; dc <- ε_t ⊙ f_t.
-template <typename T>
-void cell_backward(int64_t n, int64_t H, const T* dh, const T* d_hs, T* dc, const T* gates, const T* tanh_c,
-                   const T* c_prev, T* d_a) {
+// One step of BPTT for one row (docs/lstm-derivatives.md): δh_t = δh^rec_t + d_hs; ε_t = dc + δh_t ⊙ o ⊙
+// (1 - tanh²C_t); δa_t = [ε C̄ i(1-i), ε C_{t-1} f(1-f), ε i (1-C̄²), δh tanh(C_t) o(1-o)]; dc <- ε_t ⊙ f_t.
+template <typename T, typename R>
+void backward_row(int64_t H, const R* dh_rec, const T* d_hs, T* dc, const T* gt, const T* tc, const T* cp, T* da) {
+#pragma GCC ivdep
+  for (int64_t j = 0; j < H; ++j) {
+    const T i = gt[j], f = gt[H + j], g = gt[2 * H + j], o = gt[3 * H + j];
+    const T dh_t = T(dh_rec[j]) + d_hs[j];
+    const T t = tc[j];
+    const T eps = dc[j] + dh_t * o * (T(1) - t * t);
+    da[j] = eps * g * i * (T(1) - i);
+    da[H + j] = eps * cp[j] * f * (T(1) - f);
+    da[2 * H + j] = eps * i * (T(1) - g * g);
+    da[3 * H + j] = dh_t * t * o * (T(1) - o);
+    dc[j] = eps * f;
+  }
+}
+
+// One step of BPTT for n rows. δh^rec_t of the first m rows is rec (step t+1's product, in its own dtype),
+// of the others dh (the final states' gradients: rows whose last step is t). d_a_low (mode 2, else null):
+// δa_t rounded to bf16 as well, the operand of the step's product.
+template <typename T, typename R>
+void cell_backward(int64_t n, int64_t H, const R* rec, int64_t m, const T* dh, const T* d_hs, T* dc,
+                   const T* gates, const T* tanh_c, const T* c_prev, T* d_a, at::BFloat16* d_a_low) {
   at::parallel_for(0, n, rows_per_task(H), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      const T* gt = gates + r * 4 * H;
-      const T* tc = tanh_c + r * H;
-      const T* cp = c_prev + r * H;
-      const T* dh_r = dh + r * H;
-      const T* dhs_r = d_hs + r * H;
-      T* dc_r = dc + r * H;
-      T* da = d_a + r * 4 * H;
-#pragma GCC ivdep
-      for (int64_t j = 0; j < H; ++j) {
-        const T i = gt[j], f = gt[H + j], g = gt[2 * H + j], o = gt[3 * H + j];
-        const T dh_t = dh_r[j] + dhs_r[j];
-        const T t = tc[j];
-        const T eps = dc_r[j] + dh_t * o * (T(1) - t * t);
-        da[j] = eps * g * i * (T(1) - i);
-        da[H + j] = eps * cp[j] * f * (T(1) - f);
-        da[2 * H + j] = eps * i * (T(1) - g * g);
-        da[3 * H + j] = dh_t * t * o * (T(1) - o);
-        dc_r[j] = eps * f;
+      if (r < m) {
+        backward_row(H, rec + r * H, d_hs + r * H, dc + r * H, gates + r * 4 * H, tanh_c + r * H, c_prev + r * H,
+                     d_a + r * 4 * H);
+      } else {
+        backward_row(H, dh + r * H, d_hs + r * H, dc + r * H, gates + r * 4 * H, tanh_c + r * H, c_prev + r * H,
+                     d_a + r * 4 * H);
       }
+      if (d_a_low) round_to_bf16(4 * H, d_a + r * 4 * H, d_a_low + r * 4 * H);
     }
   });
 }
@@ -139,7 +156,8 @@ void cell_backward(int64_t n, int64_t H, const T* dh, const T* d_hs, T* dc, cons
 // ---- matrix products ---------------------------------------------------------------------------------
 // mode 0: x @ w^T with torch's own kernels (w plain [out, in]);
 // mode 1: oneDNN, w prepacked by mkldnn::_reorder_linear_weight (the forward adds x_proj inside the GEMM);
-// mode 2: bfloat16 operands (w already bf16 [out, in]), result in bf16, added in the elementwise pass.
+// mode 2: bfloat16 operands (w bf16, prepacked for oneDNN or plain [out, in]; x rounded by the elementwise
+//         pass that wrote it), result in bf16, added in the elementwise pass.
 
 at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& w) {
   static auto op = c10::Dispatcher::singleton()
@@ -160,7 +178,10 @@ at::Tensor onednn_linear_add(const at::Tensor& x, const at::Tensor& other, const
 
 at::Tensor product(const at::Tensor& x, const at::Tensor& w, int64_t mode) {
   if (mode == 1) return onednn_linear(x, w);
-  if (mode == 2) return at::linear(x.to(w.scalar_type()), w);
+  if (mode == 2) {
+    const at::Tensor low = x.scalar_type() == at::kBFloat16 ? x : x.to(at::kBFloat16);
+    return w.is_mkldnn() ? onednn_linear(low, w) : at::linear(low, w);
+  }
   return at::mm(x, w.t());
 }
 
@@ -177,6 +198,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const a
   at::Tensor cs = keep ? at::empty({N, H}, gates.options()) : c0.clone();
   at::Tensor tanh_cs = at::empty({keep ? N : B, H}, gates.options());
   at::Tensor h_prev = h0, c_prev = c0;
+  at::Tensor h_low = mode == 2 ? h0.to(at::kBFloat16) : at::Tensor();  // h_{t-1} in bf16, rows [0, n)
   int64_t s = 0;
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "poemtui_lstm_forward", [&] {
     for (const int64_t n : batch_sizes) {
@@ -186,7 +208,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const a
         pre = onednn_linear_add(h_prev.narrow(0, 0, n), xp, w_hh);
       } else {
         pre = xp;
-        mm = product(h_prev.narrow(0, 0, n), w_hh, mode).contiguous();
+        mm = product((mode == 2 ? h_low : h_prev).narrow(0, 0, n), w_hh, mode).contiguous();
       }
       at::Tensor c = keep ? cs.narrow(0, s, n) : cs.narrow(0, 0, n);
       at::Tensor tc = keep ? tanh_cs.narrow(0, s, n) : tanh_cs.narrow(0, 0, n);
@@ -197,10 +219,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const a
       scalar_t *c_out = c.data_ptr<scalar_t>(), *tc_out = tc.data_ptr<scalar_t>(), *h_out = h.data_ptr<scalar_t>();
       if (mm.defined() && mm.scalar_type() == at::kBFloat16) {  // mode 2
         cell_forward<scalar_t, at::BFloat16>(n, H, pre.data_ptr<scalar_t>(), mm.data_ptr<at::BFloat16>(), cp, act,
-                                             c_out, tc_out, h_out);
+                                             c_out, tc_out, h_out, h_low.data_ptr<at::BFloat16>());
       } else {  // mode 1: the product is already in pre; mode 0: added here
         const scalar_t* product_ptr = mm.defined() ? mm.data_ptr<scalar_t>() : nullptr;
-        cell_forward<scalar_t, scalar_t>(n, H, pre.data_ptr<scalar_t>(), product_ptr, cp, act, c_out, tc_out, h_out);
+        cell_forward<scalar_t, scalar_t>(n, H, pre.data_ptr<scalar_t>(), product_ptr, cp, act, c_out, tc_out, h_out,
+                                         nullptr);
       }
       h_prev = h;
       c_prev = c;
@@ -212,30 +235,57 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const a
 
 // BPTT over the packed steps, last to first. dh, dc [B, H]: on entry the final states' gradients, on exit
 // those of h0, c0 (both updated in place). d_hs: dL/dout_t, packed [N, H]. w_hh_t: W_hh^T laid out for
-// `mode`. Returns δa [N, 4H], the pre-activations' gradients of every step.
-at::Tensor backward(const at::Tensor& d_hs, at::Tensor dh, at::Tensor dc, const at::Tensor& gates,
-                    const at::Tensor& cs, const at::Tensor& tanh_cs, const at::Tensor& c0,
-                    const at::Tensor& w_hh_t, at::IntArrayRef batch_sizes, int64_t mode) {
+// `mode`. Writes δa [N, 4H], the pre-activations' gradients of every step, into d_a, and (mode 2) rounded to
+// bf16 into d_a_low, the operand of this loop's products and of the layer's weight and input gradients.
+void backward(const at::Tensor& d_hs, at::Tensor dh, at::Tensor dc, const at::Tensor& gates, const at::Tensor& cs,
+              const at::Tensor& tanh_cs, const at::Tensor& c0, const at::Tensor& w_hh_t,
+              at::IntArrayRef batch_sizes, int64_t mode, at::Tensor d_a, const std::optional<at::Tensor>& d_a_low) {
   TORCH_CHECK(d_hs.is_contiguous() && dh.is_contiguous() && dc.is_contiguous() && gates.is_contiguous() &&
-                  cs.is_contiguous() && tanh_cs.is_contiguous() && c0.is_contiguous(),
+                  cs.is_contiguous() && tanh_cs.is_contiguous() && c0.is_contiguous() && d_a.is_contiguous(),
               "contiguous inputs");
-  const int64_t N = gates.size(0), H = gates.size(1) / 4, T = static_cast<int64_t>(batch_sizes.size());
-  at::Tensor d_a = at::empty({N, 4 * H}, gates.options());
+  TORCH_CHECK(d_a.sizes() == gates.sizes() && d_a.scalar_type() == gates.scalar_type(), "d_a like gates");
+  TORCH_CHECK(mode != 2 || (d_a_low && d_a_low->sizes() == gates.sizes() && d_a_low->is_contiguous() &&
+                            d_a_low->scalar_type() == at::kBFloat16),
+              "mode 2 writes d_a_low, bf16 like gates");
+  const int64_t H = gates.size(1) / 4, T = static_cast<int64_t>(batch_sizes.size());
   std::vector<int64_t> offsets(T + 1, 0);
   for (int64_t t = 0; t < T; ++t) offsets[t + 1] = offsets[t] + batch_sizes[t];
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "poemtui_lstm_backward", [&] {
+    at::Tensor rec;  // δh^rec_t = δa_{t+1} W_hh, for the rows of step t+1: read where it lies, not copied
+    at::BFloat16* low_base = mode == 2 ? d_a_low->data_ptr<at::BFloat16>() : nullptr;
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t n = batch_sizes[t], s = offsets[t];
       const scalar_t* cp = t == 0 ? c0.data_ptr<scalar_t>() : cs.data_ptr<scalar_t>() + offsets[t - 1] * H;
       at::Tensor d_a_t = d_a.narrow(0, s, n);
-      cell_backward<scalar_t>(n, H, dh.data_ptr<scalar_t>(), d_hs.data_ptr<scalar_t>() + s * H,
-                              dc.data_ptr<scalar_t>(), gates.data_ptr<scalar_t>() + s * 4 * H,
-                              tanh_cs.data_ptr<scalar_t>() + s * H, cp, d_a_t.data_ptr<scalar_t>());
-      // δh^rec_{t-1} = δa_t W_hh, for the rows of step t (the others keep what they hold)
-      dh.narrow(0, 0, n).copy_(product(d_a_t, w_hh_t, mode));
+      at::BFloat16* low = low_base ? low_base + s * 4 * H : nullptr;
+      const int64_t m = rec.defined() ? rec.size(0) : 0;
+      scalar_t *dh_ptr = dh.data_ptr<scalar_t>(), *dc_ptr = dc.data_ptr<scalar_t>();
+      const scalar_t *dhs_ptr = d_hs.data_ptr<scalar_t>() + s * H, *g_ptr = gates.data_ptr<scalar_t>() + s * 4 * H,
+                     *tc_ptr = tanh_cs.data_ptr<scalar_t>() + s * H;
+      if (m > 0 && rec.scalar_type() == at::kBFloat16) {  // mode 2
+        cell_backward(n, H, rec.data_ptr<at::BFloat16>(), m, dh_ptr, dhs_ptr, dc_ptr, g_ptr, tc_ptr, cp,
+                      d_a_t.data_ptr<scalar_t>(), low);
+      } else {
+        cell_backward(n, H, m > 0 ? rec.data_ptr<scalar_t>() : dh_ptr, m, dh_ptr, dhs_ptr, dc_ptr, g_ptr, tc_ptr,
+                      cp, d_a_t.data_ptr<scalar_t>(), low);
+      }
+      rec = product(mode == 2 ? d_a_low->narrow(0, s, n) : d_a_t, w_hh_t, mode).contiguous();
     }
+    if (rec.defined()) dh.narrow(0, 0, rec.size(0)).copy_(rec);  // δh^rec_0: h0's gradient
   });
-  return d_a;
+}
+
+// A plain [rows, cols] tensor over the memory of a oneDNN (mkldnn-layout) tensor, which it keeps alive:
+// written as any tensor, read by oneDNN's kernels in place (core/matmul.py: no conversion copy).
+at::Tensor onednn_dense_view(const at::Tensor& t) {
+  static auto data_ptr =
+      c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::data_ptr", "").typed<int64_t(const at::Tensor&)>();
+  static auto nbytes =
+      c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_nbytes", "").typed<int64_t(const at::Tensor&)>();
+  TORCH_CHECK(t.is_mkldnn() && t.dim() == 2, "a 2-d oneDNN tensor");
+  TORCH_CHECK(nbytes.call(t) == t.numel() * static_cast<int64_t>(t.element_size()), "a oneDNN tensor in plain layout");
+  void* memory = reinterpret_cast<void*>(data_ptr.call(t));
+  return at::from_blob(memory, t.sizes(), [owner = t](void*) {}, t.options().layout(at::kStrided));
 }
 
 }  // namespace
@@ -244,8 +294,10 @@ TORCH_LIBRARY(poemtui_lstm, m) {
   m.def("forward(Tensor(a!) gates, Tensor w_hh, Tensor h0, Tensor c0, int[] batch_sizes, bool keep, int mode) "
         "-> (Tensor, Tensor, Tensor)");
   m.def("backward(Tensor d_hs, Tensor(a!) dh, Tensor(b!) dc, Tensor gates, Tensor cs, Tensor tanh_cs, "
-        "Tensor c0, Tensor w_hh_t, int[] batch_sizes, int mode) -> Tensor");
+        "Tensor c0, Tensor w_hh_t, int[] batch_sizes, int mode, Tensor(c!) d_a, Tensor(d!)? d_a_low) -> ()");
+  m.def("onednn_dense_view(Tensor t) -> Tensor");
   // CompositeExplicitAutograd: the same kernel whatever the layout of W_hh (plain or oneDNN's)
   m.impl("forward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(forward));
   m.impl("backward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(backward));
+  m.impl("onednn_dense_view", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(onednn_dense_view));
 }
