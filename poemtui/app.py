@@ -310,7 +310,7 @@ class PoemApp(App):
             "Train: configure a run", "The training form (ctrl+t)", lambda: self.switch_mode("train")
         )
         yield SystemCommand(
-            "Train: quick start", "Train the quick preset now (a few minutes on a CPU)", self.start_quick
+            "Train: quick start", "Train the quick preset now (under a minute on a CPU)", self.start_quick
         )
         yield SystemCommand(
             "Train: watch the run",

@@ -26,7 +26,7 @@ EMPTY = """\
 [b]No checkpoints in {folder} yet.[/b]
 
 A checkpoint is saved at every evaluation of a training run. Press [b]ctrl+t[/b] to configure one:
-the [i]quick[/i] preset trains a small model on 唐诗三百首 in a few minutes on a CPU.
+the [i]quick[/i] preset trains a small model on 唐诗三百首 in under a minute on a CPU.
 (Another folder? Start the app with [b]poemtui --checkpoints DIR[/b].)"""
 
 

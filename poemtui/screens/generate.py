@@ -60,7 +60,7 @@ NO_CHECKPOINT = """\
 [b]No checkpoint to write with yet.[/b]
 
 A model has to learn before it can write. Press [b]ctrl+t[/b] to train one (the [i]quick[/i] preset takes
-a few minutes on a CPU), or pick an existing checkpoint in the browser with [b]ctrl+o[/b]."""
+under a minute on a CPU), or pick an existing checkpoint in the browser with [b]ctrl+o[/b]."""
 
 
 class SamplingCancelled(Exception):

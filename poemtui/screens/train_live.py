@@ -22,7 +22,7 @@ from poemtui.widgets.run_stats import RunStats
 NO_RUN = """\
 [b]No training run yet.[/b]
 
-Press [b]ctrl+t[/b] to configure one (the [i]quick[/i] preset learns within a few minutes on a CPU),
+Press [b]ctrl+t[/b] to configure one (the [i]quick[/i] preset learns within a minute on a CPU),
 or pick a checkpoint with [b]ctrl+o[/b] and resume it with [b]r[/b]."""
 
 STATUS_CLASSES = ("-starting", "-running", "-stopping", "-done", "-failed")

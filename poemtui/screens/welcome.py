@@ -14,7 +14,7 @@ from textual.widgets import Button, Label, Static
 WELCOME = """\
 There is no checkpoint in [b]{folder}[/b] yet: a model has to learn before it can write.
 
-[b]Quick start[/b] trains a small LSTM (128 units) on 唐诗三百首. On a 2-core laptop it takes a few minutes; \
+[b]Quick start[/b] trains a small LSTM (128 units) on 唐诗三百首. On a 2-core CPU it takes under a minute; \
 you watch the loss fall, the dev perplexity drop and the sample poems turn from noise into lines of \
 five or seven characters. Stop it whenever you like: a checkpoint is saved, and you can write poems with it.
 
