@@ -344,9 +344,10 @@ class _PythonLoops:
             torch.addcmul(one, g, g, value=-1, out=sigma[:, 2 * H : 3 * H])
             d_a[s : s + n].mul_(sigma)
             eps.mul_(f)  # ε_t ⊙ f_t, for step t-1
-            if d_a_low is not None:
-                d_a_low[s : s + n] = d_a[s : s + n]
-            dh[:n] = mm.linear(d_a[s : s + n], w_hh_t)  # δh^rec_{t-1} = δa_t W_hh
+            d_a_t = (
+                d_a[s : s + n] if d_a_low is None else d_a_low[s : s + n].copy_(d_a[s : s + n])
+            )  # (rounded)
+            dh[:n] = mm.linear(d_a_t, w_hh_t)  # δh^rec_{t-1} = δa_t W_hh
 
 
 def _unpack(packed, P: Packing, B: int, T: int):

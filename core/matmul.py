@@ -93,7 +93,7 @@ class FullPrecision:
         """An empty [rows, cols] matrix (like's dtype and device) to be filled and given to linear_grads. On
         oneDNN its memory is a oneDNN tensor's, which that kernel reads as it lies: no conversion copy (at
         the poem configuration, ~40 MB per layer and batch)."""
-        view = native.onednn_dense_view() if self.onednn and like.dtype == torch.float32 else None
+        view = native.onednn_dense_view() if self.onednn else None  # (onednn: float32 on CPU)
         if view is None:
             return like.new_empty(rows, cols)
         twin = torch.empty(rows, cols, layout=torch._mkldnn)

@@ -178,10 +178,7 @@ at::Tensor onednn_linear_add(const at::Tensor& x, const at::Tensor& other, const
 
 at::Tensor product(const at::Tensor& x, const at::Tensor& w, int64_t mode) {
   if (mode == 1) return onednn_linear(x, w);
-  if (mode == 2) {
-    const at::Tensor low = x.scalar_type() == at::kBFloat16 ? x : x.to(at::kBFloat16);
-    return w.is_mkldnn() ? onednn_linear(low, w) : at::linear(low, w);
-  }
+  if (mode == 2) return w.is_mkldnn() ? onednn_linear(x, w) : at::linear(x, w);  // x: already bf16
   return at::mm(x, w.t());
 }
 
