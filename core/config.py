@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from core.corpus.buckets import CROPPED_MODES, SEQ_MODES  # noqa: F401  (CROPPED_MODES: re-exported)
+from core.corpus.buckets import SEQ_MODES
 from core.errors import PoemError
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw")

@@ -12,15 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import (
-    CROPPED_MODES,
-    DEFAULT_LR,
-    OPTIMIZERS,
-    PRESETS,
-    SEQ_MODES,
-    TrainConfig,
-    validate_fields,
-)
+from core.config import DEFAULT_LR, OPTIMIZERS, PRESETS, SEQ_MODES, TrainConfig, validate_fields
+from core.corpus.buckets import CROPPED_MODES
 
 CORPORA = ("tang300", "quantangshi", "file")
 DEVICES = ("auto", "cpu", "cuda")

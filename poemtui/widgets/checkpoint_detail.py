@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from core.config import CROPPED_MODES
+from core.corpus.buckets import CROPPED_MODES
 from core.runlog import read_events
 from poemtui.catalog import CheckpointEntry, human_date, human_size
 from poemtui.widgets.format import duration, number, rate
