@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from core.cli import ArgumentParser, print_json, run
+from core.dropout import Dropout
 from core.errors import PoemError
 from core.memory import keep_freed_memory
 from core.model import ModelConfig, PoetryLM, masked_cross_entropy
@@ -104,7 +105,9 @@ def quick(cfg: BenchConfig) -> BenchConfig:
 
 
 class ReferenceLM(nn.Module):
-    """PoetryLM's shape around torch.nn.LSTM: embedding -> dropout -> nn.LSTM -> dropout -> head."""
+    """PoetryLM's shape around torch.nn.LSTM: embedding -> dropout -> nn.LSTM -> dropout -> head. Only the
+    LSTM differs: the embedding, the head and the dropout around the LSTM are PoetryLM's (core.dropout);
+    between its layers nn.LSTM drops units its own way."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -113,7 +116,7 @@ class ReferenceLM(nn.Module):
         self.lstm = nn.LSTM(
             cfg.embed_size, cfg.hidden_size, cfg.num_layers, batch_first=True, dropout=between_layers
         )
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden_size, cfg.vocab_size)
 
     def forward(self, inputs, lengths=None, state=None):

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import matmul, native
+from core.dropout import dropout
 
 IMPLS = ("fused", "autograd")
 ONEDNN_MIN_STEPS = 8  # fewer steps than this: torch.mm (see _FusedLayer.forward)
@@ -78,28 +79,48 @@ class LSTM(nn.Module):
     def forward(self, x: torch.Tensor, state=None, lengths: torch.Tensor | None = None):
         """x [B, T, I] -> out [B, T, H], (h_n, c_n) each [L, B, H]."""
         B, L, H = x.shape[0], self.num_layers, self.hidden_size
+        state_given = state
         if state is None:
             zeros = x.new_zeros(L, B, H)
             state = (zeros, zeros)
         h0, c0 = state
         if x.shape[1] == 0:  # no step at all: nothing changes
             return x.new_zeros(B, 0, H), (h0, c0)
-        if self.impl == "fused":
-            # an enclosing bf16 autocast reaches the matmuls only (module docstring, "Precision")
-            packing = Packing.of(lengths, B, x.shape[1], x.device)
-            run_layer = functools.partial(_layer_fused, packing=packing, mm_dtype=matmul.autocast_dtype(x))
-        else:
-            run_layer = functools.partial(_layer_autograd, lengths=lengths)
-        h_n, c_n = [], []
-        out = x
+        run = self._forward_fused if self.impl == "fused" else self._forward_autograd
+        mm_dtype = matmul.autocast_dtype(x)  # an enclosing bf16 autocast reaches the fused matmuls only
         with torch.autocast(x.device.type, enabled=False):
-            for k in range(L):
-                if k > 0 and self.dropout > 0 and self.training:
-                    out = F.dropout(out, self.dropout, training=True)
-                out, (h, c) = run_layer(out, *self.layer_weights(k), h0[k], c0[k])
-                h_n.append(h)
-                c_n.append(c)
+            out, h_n, c_n = run(x, h0, c0, lengths, mm_dtype, zero_state=state_given is None)
         return out, (torch.stack(h_n), torch.stack(c_n))
+
+    def _between_layers(self, k: int) -> bool:
+        return k > 0 and self.dropout > 0 and self.training
+
+    def _forward_autograd(self, x, h0, c0, lengths, mm_dtype=None, zero_state=False):
+        """The layers one after the other in the batch's layout (plain ops: mm_dtype, zero_state unused)."""
+        h_n, c_n = [], []
+        for k in range(self.num_layers):
+            if self._between_layers(k):
+                x = dropout(x, self.dropout)
+            x, (h, c) = _layer_autograd(x, *self.layer_weights(k), h0[k], c0[k], lengths)
+            h_n.append(h)
+            c_n.append(c)
+        return x, h_n, c_n
+
+    def _forward_fused(self, x, h0, c0, lengths, mm_dtype=None, zero_state=False):
+        """The layers one after the other in the packed layout (Packing): packed once before the first,
+        unpacked once after the last. Under a bf16 autocast (mm_dtype) the matmuls take bf16 operands
+        (module docstring, "Precision"). zero_state: h0 is 0, so step 0 has no recurrent product."""
+        B, T = x.shape[:2]
+        P = Packing.of(lengths, B, T, x.device)
+        xs = x.reshape(B * T, -1).index_select(0, P.index)  # the real steps, time-major
+        h_n, c_n = [], []
+        for k in range(self.num_layers):
+            if self._between_layers(k):  # the same units as in the batch's layout (core.dropout)
+                xs = dropout(xs, self.dropout, rows=P.index, logical_rows=B * T)
+            xs, h, c = _FusedLayer.apply(xs, *self.layer_weights(k), h0[k], c0[k], P, mm_dtype, zero_state)
+            h_n.append(h)
+            c_n.append(c)
+        return _unpack(xs, P, B, T), h_n, c_n
 
 
 # --- "autograd": the equations as plain torch ops ---------------------------------------------------------
@@ -198,66 +219,60 @@ def _unpadded_packing(B: int, T: int, device: str) -> Packing:
     )
 
 
-def _layer_fused(x, w_ih, w_hh, b, h0, c0, packing, mm_dtype=None):
-    out, h_n, c_n = _FusedLayer.apply(x, w_ih, w_hh, b, h0, c0, packing, mm_dtype)
-    return out, (h_n, c_n)
-
-
 class _FusedLayer(torch.autograd.Function):
-    """One layer, x [B, T, I], W_ih, W_hh, b, h0, c0 -> out [B, T, H], h_n, c_n, as one autograd node.
+    """One layer, xs [N, I], W_ih, W_hh, b, h0, c0 -> hs [N, H], h_n, c_n, as one autograd node.
 
     forward runs the time loop without autograd and keeps what backward needs: the gates i, f, C̄, o after
     their nonlinearities, every C_t, tanh(C_t) and h_t. backward is backpropagation through time written
     out by hand, one pass over the sequence; the weight gradients then take one matmul over all steps.
-    Everything lives in the packed layout of `Packing` (real steps only, time-major, longest rows first).
+    Everything lives in the packed layout of `Packing` (real steps only, time-major, longest rows first):
+    xs and hs are packed, the states h0, c0, h_n, c_n in the batch's row order.
     """
 
     @staticmethod
-    def forward(ctx, x, w_ih, w_hh, b, h0, c0, packing: Packing, mm_dtype: torch.dtype | None = None):
-        B, T, I = x.shape
-        P = packing
-        xs = x.reshape(B * T, I).index_select(0, P.index)  # packed inputs x_t
+    def forward(ctx, xs, w_ih, w_hh, b, h0, c0, packing: Packing, mm_dtype=None, h0_zero: bool = False):
+        P, B = packing, h0.shape[0]
         h0s, c0s = h0.index_select(0, P.order), c0.index_select(0, P.order)
         # oneDNN with a prepacked W_hh pays off over many steps; one step at a time (generation) repacking
         # the weights on every call costs more than the matmul, so short sequences take torch's own.
-        mm = matmul.products(x, mm_dtype, onednn_if=len(P.batch_sizes) >= ONEDNN_MIN_STEPS)
+        mm = matmul.products(xs, mm_dtype, onednn_if=len(P.batch_sizes) >= ONEDNN_MIN_STEPS)
         x_proj = mm.linear(xs, w_ih, b)  # W_ih x_t + b, every step at once
         keep = any(ctx.needs_input_grad)  # a backward will follow (not under no_grad)
         # Step t's gates i, f, C̄, o overwrite its rows of x_proj once computed: no fresh memory per step.
-        hs, cs, tanh_cs = _time_loops(x).forward(
-            x_proj, mm.weight(w_hh, B), h0s, c0s, P.batch_sizes, keep, mm.mode
+        hs, cs, tanh_cs = _time_loops(xs).forward(
+            x_proj, mm.weight(w_hh, B), h0s, c0s, P.batch_sizes, keep, mm.mode, h0_zero
         )
         gates = x_proj
 
         # Saved the autograd way, so they are freed as soon as backward has run (unless retain_graph).
         ctx.save_for_backward(xs, w_ih, w_hh, h0s, c0s, hs, cs, tanh_cs, gates)
-        ctx.packing, ctx.x_shape, ctx.mm_dtype = P, x.shape, mm_dtype
-        out = _unpack(hs, P, B, T)
+        ctx.packing, ctx.mm_dtype = P, mm_dtype
         h_n = _final_state(hs, h0, P)
         c_n = _final_state(cs, c0, P) if keep else cs.index_select(0, P.restore)
-        return out, h_n, c_n
+        return hs, h_n, c_n
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, d_out, d_hn, d_cn):
-        """BPTT in docs/lstm-derivatives.md's names: δh_t, ε_t = dL/dC_t, δa_t (the pre-activations')."""
+    def backward(ctx, d_hs, d_hn, d_cn):
+        """BPTT in docs/lstm-derivatives.md's names: δh_t, ε_t = dL/dC_t, δa_t (the pre-activations').
+        d_hs: dL/dh_t of every packed step (from the layer above or the loss)."""
         xs, w_ih, w_hh, h0s, c0s, hs, cs, tanh_cs, gates = ctx.saved_tensors
-        P, (B, T, I) = ctx.packing, ctx.x_shape
-        N, H = xs.shape[0], w_hh.shape[1]
+        P, (N, I), (B, H) = ctx.packing, xs.shape, h0s.shape
         mm = matmul.products(xs, ctx.mm_dtype)
-        d_hs = d_out.reshape(B * T, H).index_select(0, P.index)  # dL/dout_t, packed
+        d_hs = d_hs.contiguous()
         # What step t+1 sends back to step t: δh^rec_t and ε_{t+1} ⊙ f_{t+1} (first: the final states' grads)
         dh, dc = d_hn.index_select(0, P.order), d_cn.index_select(0, P.order)
         d_a = mm.grads_operand(N, 4 * H, like=xs)  # δa_t of every step, written by the loop
         d_a_low = mm.rounded_twin(d_a)  # bf16 products: δa_t rounded, also written by the loop
         w_hh_t = mm.weight(w_hh.t(), B)
+        need_dh0 = ctx.needs_input_grad[4]  # else the loop skips step 0's product, δh^rec_{-1} = δa_0 W_hh
         _time_loops(xs).backward(
-            d_hs, dh, dc, gates, cs, tanh_cs, c0s, w_hh_t, P.batch_sizes, mm.mode, d_a, d_a_low
+            d_hs, dh, dc, gates, cs, tanh_cs, c0s, w_hh_t, P.batch_sizes, mm.mode, d_a, d_a_low, need_dh0
         )
 
         d_x = d_w_ih = d_w_hh = d_b = None
-        if ctx.needs_input_grad[0]:  # δx_t = δa_t W_ih, back in the batch's own layout
-            d_x = _unpack(mm.linear(d_a, w_ih.t()), P, B, T)
+        if ctx.needs_input_grad[0]:  # δx_t = δa_t W_ih, packed
+            d_x = mm.linear(d_a, w_ih.t())
         if any(ctx.needs_input_grad[1:4]):
             # dW_ih = Σ_t δa_t^T x_t, dW_hh = Σ_t δa_t^T h_{t-1}, db = Σ_t δa_t: one matmul over all steps
             n0 = P.batch_sizes[0] if P.batch_sizes else 0
@@ -267,8 +282,9 @@ class _FusedLayer(torch.autograd.Function):
             inputs[n0:, I:] = hs.index_select(0, P.prev)
             d_w, d_b = mm.linear_grads(d_a, inputs)
             d_w_ih, d_w_hh = d_w.split([I, H], dim=1)
-        d_h0, d_c0 = dh.index_select(0, P.restore), dc.index_select(0, P.restore)  # rows back in batch order
-        return d_x, d_w_ih, d_w_hh, d_b, d_h0, d_c0, None, None
+        d_h0 = dh.index_select(0, P.restore) if need_dh0 else None  # rows back in batch order
+        d_c0 = dc.index_select(0, P.restore)
+        return d_x, d_w_ih, d_w_hh, d_b, d_h0, d_c0, None, None, None
 
 
 def compiled_loops(device, dtype):
@@ -292,9 +308,10 @@ class _PythonLoops:
     products (matmul.FullPrecision.mode, matmul.LowPrecision.mode); w_hh is laid out by its weight()."""
 
     @staticmethod
-    def forward(gates, w_hh, h0s, c0s, batch_sizes, keep: bool, mode: int):
+    def forward(gates, w_hh, h0s, c0s, batch_sizes, keep: bool, mode: int, h0_zero: bool = False):
         """gates [N, 4H]: W_ih x_t + b of every packed step on entry, the gates i, f, C̄, o after (when keep).
-        Returns hs [N, H] and, when keep, every C_t and tanh(C_t) [N, H], else each row's last C_t [B, H]."""
+        Returns hs [N, H] and, when keep, every C_t and tanh(C_t) [N, H], else each row's last C_t [B, H].
+        h0_zero: h0s is 0, step 0 has no recurrent product to add."""
         mm = matmul.of_mode(mode, w_hh)
         (N, H4), B = gates.shape, h0s.shape[0]
         H = H4 // 4
@@ -305,7 +322,8 @@ class _PythonLoops:
             cs, tanh_cs, rows = c0s.clone(), gates.new_empty(B, H), lambda s, n: slice(0, n)
         h_prev, c_prev, s = h0s, c0s, 0
         for n in batch_sizes:
-            a = mm.linear_add(h_prev[:n], w_hh, gates[s : s + n])  # a_t = W_hh h_{t-1} + W_ih x_t + b
+            a = gates[s : s + n]  # W_ih x_t + b, plus W_hh h_{t-1} unless h_{t-1} = h0 = 0:
+            a = a if s == 0 and h0_zero else mm.linear_add(h_prev[:n], w_hh, a)
             i, f, g, o = _activate(a, out=gates[s : s + n] if keep else a).chunk(4, dim=1)
             c = torch.mul(f, c_prev[:n], out=cs[rows(s, n)]).addcmul_(i, g)  # C_t = f ⊙ C_{t-1} + i ⊙ C̄_t
             tanh_c = _tanh(c, out=tanh_cs[rows(s, n)])
@@ -314,10 +332,13 @@ class _PythonLoops:
         return hs, cs, tanh_cs
 
     @staticmethod
-    def backward(d_hs, dh, dc, gates, cs, tanh_cs, c0s, w_hh_t, batch_sizes, mode: int, d_a, d_a_low) -> None:
-        """BPTT, last step to first. dh, dc [B, H]: the final states' gradients on entry, h0's and c0's on
-        exit (in place). Writes δa [N, 4H], the four pre-activations' gradients of every step, into d_a, and
-        into d_a_low rounded to bf16 (bf16 products only; else None)."""
+    def backward(
+        d_hs, dh, dc, gates, cs, tanh_cs, c0s, w_hh_t, batch_sizes, mode: int, d_a, d_a_low, need_dh0=True
+    ) -> None:
+        """BPTT, last step to first. dh, dc [B, H]: the final states' gradients on entry, h0's (if
+        need_dh0; else left undefined) and c0's on exit (in place). Writes δa [N, 4H], the four
+        pre-activations' gradients of every step, into d_a, and into d_a_low rounded to bf16 (bf16 products
+        only; else None)."""
         mm = matmul.of_mode(mode, w_hh_t)
         B, H4 = dh.shape[0], gates.shape[1]
         H = H4 // 4
@@ -347,7 +368,8 @@ class _PythonLoops:
             d_a_t = (
                 d_a[s : s + n] if d_a_low is None else d_a_low[s : s + n].copy_(d_a[s : s + n])
             )  # (rounded)
-            dh[:n] = mm.linear(d_a_t, w_hh_t)  # δh^rec_{t-1} = δa_t W_hh
+            if t > 0 or need_dh0:
+                dh[:n] = mm.linear(d_a_t, w_hh_t)  # δh^rec_{t-1} = δa_t W_hh
 
 
 def _unpack(packed, P: Packing, B: int, T: int):

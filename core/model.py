@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.dropout import Dropout
 from core.lstm import LSTM
 
 
@@ -59,7 +60,7 @@ class PoetryLM(nn.Module):
         self.cfg = cfg
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_size)
         self.lstm = LSTM(cfg.embed_size, cfg.hidden_size, cfg.num_layers, cfg.dropout, impl=cfg.lstm_impl)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)  # torch's dropout, a cheaper mask (core/dropout.py)
         self.head = nn.Linear(cfg.hidden_size, cfg.vocab_size)
         if cfg.tie_weights:
             self.head.weight = self.embedding.weight

@@ -1,5 +1,6 @@
 """Our C++ (core/csrc/), built once per machine on first use: the fused LSTM's time loops
-(lstm_loops.cpp) and torch's CPU tensors from plain malloc (cpu_alloc.cpp, used by core/memory.py).
+(lstm_loops.cpp), dropout with a counter-based generator (dropout.cpp, used by core/dropout.py) and torch's
+CPU tensors from plain malloc (cpu_alloc.cpp, used by core/memory.py).
 
 In Python every step of the loop costs a dozen small torch kernels, each a pass over the gates and a trip
 through the dispatcher; in C++ a step is one matrix product and one pass of elementwise work. Building
@@ -22,7 +23,9 @@ from pathlib import Path
 
 import torch
 
-SOURCES = [Path(__file__).with_name("csrc") / name for name in ("lstm_loops.cpp", "cpu_alloc.cpp")]
+SOURCES = [
+    Path(__file__).with_name("csrc") / name for name in ("lstm_loops.cpp", "dropout.cpp", "cpu_alloc.cpp")
+]
 OPS = "poemtui_lstm"  # the namespace the library registers (torch.ops.poemtui_lstm)
 # -fopenmp: the elementwise passes share torch's OpenMP threads (at::parallel_for); at run time the library
 # binds to the libgomp.so.1 torch has already loaded, so there is one thread pool, not two

@@ -22,17 +22,19 @@ def loops():
 
 
 def run(lstm, x, lengths, state, weights, python_loops: bool, monkeypatch):
-    """Outputs, final states and every gradient of one forward + backward."""
+    """Outputs, final states and every gradient of one forward + backward. state None: the zero state,
+    which the loops know has no recurrent product at step 0 and needs no gradient."""
     with monkeypatch.context() as m:
         if python_loops:
             m.setattr(native, "lstm_loops", lambda: None)
         lstm.zero_grad()
         x = x.clone().requires_grad_()
-        state = tuple(s.clone().requires_grad_() for s in state)
+        state = None if state is None else tuple(s.clone().requires_grad_() for s in state)
         out, (h, c) = lstm(x, state=state, lengths=lengths)
         w_out, w_h, w_c = weights
         ((out * w_out).sum() + (h * w_h).sum() + (c * w_c).sum()).backward()
-        grads = [p.grad.clone() for p in lstm.parameters()] + [x.grad, state[0].grad, state[1].grad]
+        grads = [p.grad.clone() for p in lstm.parameters()] + [x.grad]
+        grads += [] if state is None else [state[0].grad, state[1].grad]
         return [out.detach(), h.detach(), c.detach(), *grads]
 
 
@@ -53,14 +55,18 @@ def batch(dtype, B=5, T=9, I=6, H=8, L=2):
 
 
 @needs_compiler
+@pytest.mark.parametrize("zero_state", [False, True], ids=["state-given", "zero-state"])
 @pytest.mark.parametrize(
     "dtype, onednn, tol",
     [(torch.float64, False, 1e-12), (torch.float32, False, 2e-6), (torch.float32, True, 2e-6)],
 )
-def test_compiled_loops_compute_what_the_python_loops_compute(loops, monkeypatch, dtype, onednn, tol):
+def test_compiled_loops_compute_what_the_python_loops_compute(
+    loops, monkeypatch, dtype, onednn, tol, zero_state
+):
     torch.manual_seed(0)
     lstm = LSTM(6, 8, num_layers=2).to(dtype)
     x, lengths, state, weights = batch(dtype)
+    state = None if zero_state else state
     with monkeypatch.context() as m:
         m.setattr(core.matmul, "onednn_works", lambda: onednn)
         m.setattr(core.lstm, "ONEDNN_MIN_STEPS", 1)
@@ -71,8 +77,9 @@ def test_compiled_loops_compute_what_the_python_loops_compute(loops, monkeypatch
 
 
 @needs_compiler
+@pytest.mark.parametrize("zero_state", [False, True], ids=["state-given", "zero-state"])
 @pytest.mark.parametrize("onednn", [False, True], ids=["plain-bf16-weights", "onednn-prepacked"])
-def test_compiled_loops_under_bf16_autocast_match_the_python_loops(loops, monkeypatch, onednn):
+def test_compiled_loops_under_bf16_autocast_match_the_python_loops(loops, monkeypatch, onednn, zero_state):
     """bf16 operands in the matmuls, float32 everywhere else: the same roundings on both paths (the rounded
     h_t and δa_t written by the elementwise passes, the weights prepacked for oneDNN or not)."""
     if onednn and not core.matmul.onednn_bf16_works():
@@ -80,6 +87,7 @@ def test_compiled_loops_under_bf16_autocast_match_the_python_loops(loops, monkey
     torch.manual_seed(0)
     lstm = LSTM(6, 8, num_layers=2)
     x, lengths, state, weights = batch(torch.float32)
+    state = None if zero_state else state
     monkeypatch.setattr(core.matmul, "onednn_bf16_works", lambda: onednn)
     monkeypatch.setattr(core.lstm, "ONEDNN_MIN_STEPS", 1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
