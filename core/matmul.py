@@ -84,9 +84,10 @@ class FullPrecision:
         return F.linear(x, w, bias)
 
     def linear_add(self, x, w, other):
-        """other + x @ w^T, written over other (w may come from weight())."""
+        """other + x @ w^T, written over other (w may come from weight()). On oneDNN the sum is a separate
+        pass: its fused "add" makes the product itself slower (core/csrc/lstm_loops.cpp, "mode 1")."""
         if self.onednn:
-            return torch.ops.mkldnn._linear_pointwise.binary(x, other, w, None, "add")
+            return other.add_(self.linear(x, w))
         return other.addmm_(x, w.t())
 
     def grads_operand(self, rows: int, cols: int, like):
@@ -197,11 +198,11 @@ def onednn_works() -> bool:
         gen = torch.Generator().manual_seed(0)
         x, w, y = (torch.randn(*shape, generator=gen) for shape in ((5, 7), (12, 7), (5, 12)))
         packed = torch.ops.mkldnn._reorder_linear_weight(w, 5)
-        added = torch.ops.mkldnn._linear_pointwise.binary(x, y, packed, None, "add")
+        prepacked = torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [None], "")
         plain = torch.ops.mkldnn._linear_pointwise(y, w.t().contiguous(), None, "none", [None], "")
         d_w, d_b = linear_grads_onednn(y.to_mkldnn(), x.to_mkldnn())
         return (
-            torch.allclose(added, y + x @ w.t(), atol=1e-5)
+            torch.allclose(prepacked, x @ w.t(), atol=1e-5)
             and torch.allclose(plain, y @ w, atol=1e-5)
             and torch.allclose(d_w, y.t() @ x, atol=1e-5)
             and torch.allclose(d_b, y.sum(0), atol=1e-5)

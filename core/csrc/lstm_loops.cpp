@@ -155,7 +155,8 @@ void cell_backward(int64_t n, int64_t H, const R* rec, int64_t m, const T* dh, c
 
 // ---- matrix products ---------------------------------------------------------------------------------
 // mode 0: x @ w^T with torch's own kernels (w plain [out, in]);
-// mode 1: oneDNN, w prepacked by mkldnn::_reorder_linear_weight (the forward adds x_proj inside the GEMM);
+// mode 1: oneDNN, w prepacked by mkldnn::_reorder_linear_weight (the forward adds x_proj in the elementwise
+//         pass: oneDNN's fused "add" post-op makes a 64 x 512 x 2048 step 18% slower here, 333 vs 283 us);
 // mode 2: bfloat16 operands (w bf16, prepacked for oneDNN or plain [out, in]; x rounded by the elementwise
 //         pass that wrote it), result in bf16, added in the elementwise pass.
 
@@ -166,14 +167,6 @@ at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& w) {
                                          c10::string_view, c10::List<std::optional<at::Scalar>>,
                                          std::optional<c10::string_view>)>();
   return op.call(x, w, std::nullopt, "none", c10::List<std::optional<at::Scalar>>({std::nullopt}), "");
-}
-
-at::Tensor onednn_linear_add(const at::Tensor& x, const at::Tensor& other, const at::Tensor& w) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("mkldnn::_linear_pointwise", "binary")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                         const std::optional<at::Tensor>&, c10::string_view)>();
-  return op.call(x, other, w, std::nullopt, "add");
 }
 
 at::Tensor product(const at::Tensor& x, const at::Tensor& w, int64_t mode) {
@@ -202,27 +195,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const a
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "poemtui_lstm_forward", [&] {
     for (const int64_t n : batch_sizes) {
       at::Tensor xp = gates.narrow(0, s, n);
-      at::Tensor pre, mm;
-      if (s == 0 && h0_zero) {
-        pre = xp;
-      } else if (mode == 1) {
-        pre = onednn_linear_add(h_prev.narrow(0, 0, n), xp, w_hh);
-      } else {
-        pre = xp;
-        mm = product((mode == 2 ? h_low : h_prev).narrow(0, 0, n), w_hh, mode).contiguous();
-      }
+      at::Tensor pre = xp, mm;  // mm: W_hh h_{t-1}, none at step 0 when h0 is 0
+      if (s > 0 || !h0_zero) mm = product((mode == 2 ? h_low : h_prev).narrow(0, 0, n), w_hh, mode).contiguous();
       at::Tensor c = keep ? cs.narrow(0, s, n) : cs.narrow(0, 0, n);
       at::Tensor tc = keep ? tanh_cs.narrow(0, s, n) : tanh_cs.narrow(0, 0, n);
       at::Tensor h = hs.narrow(0, s, n);
       const scalar_t* cp = c_prev.data_ptr<scalar_t>();  // (not keep: c is c_prev, updated in place)
-      // the gates go over x_proj's rows when backward needs them, else over the pre-activations
-      scalar_t* act = keep ? xp.data_ptr<scalar_t>() : pre.data_ptr<scalar_t>();
+      scalar_t* act = xp.data_ptr<scalar_t>();  // the gates go over x_proj's rows
       scalar_t *c_out = c.data_ptr<scalar_t>(), *tc_out = tc.data_ptr<scalar_t>(), *h_out = h.data_ptr<scalar_t>();
       if (mode == 2) {  // the product in bf16 (none at step 0 when h0_zero), h_t rounded for the next one
         const at::BFloat16* product_ptr = mm.defined() ? mm.data_ptr<at::BFloat16>() : nullptr;
         cell_forward<scalar_t, at::BFloat16>(n, H, pre.data_ptr<scalar_t>(), product_ptr, cp, act, c_out, tc_out,
                                              h_out, h_low.data_ptr<at::BFloat16>());
-      } else {  // mode 1: the product is already in pre; mode 0: added here (if any)
+      } else {
         const scalar_t* product_ptr = mm.defined() ? mm.data_ptr<scalar_t>() : nullptr;
         cell_forward<scalar_t, scalar_t>(n, H, pre.data_ptr<scalar_t>(), product_ptr, cp, act, c_out, tc_out, h_out,
                                          nullptr);
