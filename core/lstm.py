@@ -236,13 +236,16 @@ class _FusedLayer(torch.autograd.Function):
         # oneDNN with a prepacked W_hh pays off over many steps; one step at a time (generation) repacking
         # the weights on every call costs more than the matmul, so short sequences take torch's own.
         mm = matmul.products(xs, mm_dtype, onednn_if=len(P.batch_sizes) >= ONEDNN_MIN_STEPS)
-        x_proj = mm.linear(xs, w_ih, b)  # W_ih x_t + b, every step at once
         keep = any(ctx.needs_input_grad)  # a backward will follow (not under no_grad)
-        # Step t's gates i, f, C̄, o overwrite its rows of x_proj once computed: no fresh memory per step.
+        if mm.mode == matmul.LowPrecision.mode:  # W_ih x_t in bf16 as the product left it; the loops add b
+            x_low, bias = mm.product(xs, w_ih), b
+            gates = xs.new_empty(x_low.shape)
+        else:  # W_ih x_t + b, every step at once; step t's gates i, f, C̄, o then overwrite its rows
+            x_low, bias = None, None
+            gates = mm.linear(xs, w_ih, b)
         hs, cs, tanh_cs = _time_loops(xs).forward(
-            x_proj, mm.weight(w_hh, B), h0s, c0s, P.batch_sizes, keep, mm.mode, h0_zero
+            gates, mm.weight(w_hh, B), h0s, c0s, P.batch_sizes, keep, mm.mode, h0_zero, x_low, bias
         )
-        gates = x_proj
 
         # Saved the autograd way, so they are freed as soon as backward has run (unless retain_graph).
         ctx.save_for_backward(xs, w_ih, w_hh, h0s, c0s, hs, cs, tanh_cs, gates)
@@ -266,11 +269,14 @@ class _FusedLayer(torch.autograd.Function):
         d_a_low = mm.rounded_twin(d_a)  # bf16 products: δa_t rounded, also written by the loop
         w_hh_t = mm.weight(w_hh.t(), B)
         need_dh0 = ctx.needs_input_grad[4]  # else the loop skips step 0's product, δh^rec_{-1} = δa_0 W_hh
+        # bf16 products: the loop sums db = Σ_t δa_t as it goes (the GEMM does not, and a pass of its own over
+        # δa would cost a millisecond a layer); oneDNN's float32 weight-gradient kernel computes it along.
+        d_b = xs.new_zeros(4 * H) if d_a_low is not None and ctx.needs_input_grad[3] else None
         _time_loops(xs).backward(
-            d_hs, dh, dc, gates, cs, tanh_cs, c0s, w_hh_t, P.batch_sizes, mm.mode, d_a, d_a_low, need_dh0
+            d_hs, dh, dc, gates, cs, tanh_cs, c0s, w_hh_t, P.batch_sizes, mm.mode, d_a, d_a_low, need_dh0, d_b
         )
 
-        d_x = d_w_ih = d_w_hh = d_b = None
+        d_x = d_w_ih = d_w_hh = None
         if ctx.needs_input_grad[0]:  # δx_t = δa_t W_ih, packed
             d_x = mm.linear(d_a, w_ih.t())
         if any(ctx.needs_input_grad[1:4]):
@@ -280,7 +286,8 @@ class _FusedLayer(torch.autograd.Function):
             inputs[:, :I] = xs
             inputs[:n0, I:] = h0s[:n0]
             inputs[n0:, I:] = hs.index_select(0, P.prev)
-            d_w, d_b = mm.linear_grads(d_a, inputs)
+            d_w, d_b_along = mm.linear_grads(d_a, inputs, bias=d_b is None)
+            d_b = d_b if d_b is not None else d_b_along
             d_w_ih, d_w_hh = d_w.split([I, H], dim=1)
         d_h0 = dh.index_select(0, P.restore) if need_dh0 else None  # rows back in batch order
         d_c0 = dc.index_select(0, P.restore)
@@ -308,10 +315,15 @@ class _PythonLoops:
     products (matmul.FullPrecision.mode, matmul.LowPrecision.mode); w_hh is laid out by its weight()."""
 
     @staticmethod
-    def forward(gates, w_hh, h0s, c0s, batch_sizes, keep: bool, mode: int, h0_zero: bool = False):
-        """gates [N, 4H]: W_ih x_t + b of every packed step on entry, the gates i, f, C̄, o after (when keep).
-        Returns hs [N, H] and, when keep, every C_t and tanh(C_t) [N, H], else each row's last C_t [B, H].
-        h0_zero: h0s is 0, step 0 has no recurrent product to add."""
+    def forward(
+        gates, w_hh, h0s, c0s, batch_sizes, keep: bool, mode: int, h0_zero=False, x_low=None, bias=None
+    ):
+        """gates [N, 4H]: W_ih x_t + b of every packed step on entry (or, given x_low, W_ih x_t in bf16, and
+        bias: their sum), the gates i, f, C̄, o after (when keep). Returns hs [N, H] and, when keep, every
+        C_t and tanh(C_t) [N, H], else each row's last C_t [B, H]. h0_zero: h0s is 0, step 0 has no
+        recurrent product to add."""
+        if x_low is not None:
+            torch.add(x_low, bias, out=gates)
         mm = matmul.of_mode(mode, w_hh)
         (N, H4), B = gates.shape, h0s.shape[0]
         H = H4 // 4
@@ -333,12 +345,25 @@ class _PythonLoops:
 
     @staticmethod
     def backward(
-        d_hs, dh, dc, gates, cs, tanh_cs, c0s, w_hh_t, batch_sizes, mode: int, d_a, d_a_low, need_dh0=True
+        d_hs,
+        dh,
+        dc,
+        gates,
+        cs,
+        tanh_cs,
+        c0s,
+        w_hh_t,
+        batch_sizes,
+        mode: int,
+        d_a,
+        d_a_low,
+        need_dh0=True,
+        d_b=None,
     ) -> None:
         """BPTT, last step to first. dh, dc [B, H]: the final states' gradients on entry, h0's (if
         need_dh0; else left undefined) and c0's on exit (in place). Writes δa [N, 4H], the four
         pre-activations' gradients of every step, into d_a, and into d_a_low rounded to bf16 (bf16 products
-        only; else None)."""
+        only; else None); adds Σ_t δa_t to d_b (if given)."""
         mm = matmul.of_mode(mode, w_hh_t)
         B, H4 = dh.shape[0], gates.shape[1]
         H = H4 // 4
@@ -365,6 +390,8 @@ class _PythonLoops:
             torch.addcmul(one, g, g, value=-1, out=sigma[:, 2 * H : 3 * H])
             d_a[s : s + n].mul_(sigma)
             eps.mul_(f)  # ε_t ⊙ f_t, for step t-1
+            if d_b is not None:
+                d_b += d_a[s : s + n].sum(0)
             d_a_t = (
                 d_a[s : s + n] if d_a_low is None else d_a_low[s : s + n].copy_(d_a[s : s + n])
             )  # (rounded)

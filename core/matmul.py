@@ -106,8 +106,9 @@ class FullPrecision:
         """Full precision: no rounded copy (LowPrecision.rounded_twin)."""
         return None
 
-    def linear_grads(self, dy, x):
-        """dy^T @ x and dy summed over rows: the weight and bias gradients of y = x @ w^T + b."""
+    def linear_grads(self, dy, x, bias: bool = True):
+        """dy^T @ x and dy summed over rows: the weight and bias gradients of y = x @ w^T + b (the latter
+        always: oneDNN's kernel computes it along)."""
         if not self.onednn:
             return dy.t() @ x, dy.sum(0)
         return linear_grads_onednn(self._as_onednn(dy), self._as_onednn(x))
@@ -151,13 +152,17 @@ class LowPrecision:
         twin = self._twins.of(x)
         return twin if twin is not None else x.to(self.dtype)
 
+    def product(self, x, w):
+        """x @ w^T with rounded operands, left in bf16 (w may come from weight())."""
+        if w.is_mkldnn:
+            return torch.ops.mkldnn._linear_pointwise(
+                self._rounded(x).contiguous(), w, None, "none", [None], ""
+            )
+        return F.linear(self._rounded(x), w.to(self.dtype))
+
     def linear(self, x, w, bias=None):
         """x @ w^T (+ bias) with rounded operands, returned in x's precision (w may come from weight())."""
-        if w.is_mkldnn:
-            y = torch.ops.mkldnn._linear_pointwise(self._rounded(x).contiguous(), w, None, "none", [None], "")
-        else:
-            y = F.linear(self._rounded(x), w.to(self.dtype))
-        y = y.to(x.dtype)
+        y = self.product(x, w).to(x.dtype)
         return y if bias is None else y.add_(bias)
 
     def linear_add(self, x, w, other):
@@ -166,9 +171,9 @@ class LowPrecision:
     def grads_operand(self, rows: int, cols: int, like):
         return like.new_empty(rows, cols)
 
-    def linear_grads(self, dy, x):
-        """dy^T @ x with rounded operands, and dy summed over rows in full precision."""
-        return (self._rounded(dy).t() @ self._rounded(x)).to(dy.dtype), dy.sum(0)
+    def linear_grads(self, dy, x, bias: bool = True):
+        """dy^T @ x with rounded operands, and (bias) dy summed over rows in full precision."""
+        return (self._rounded(dy).t() @ self._rounded(x)).to(dy.dtype), dy.sum(0) if bias else None
 
 
 def contiguous(w):

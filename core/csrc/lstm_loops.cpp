@@ -53,18 +53,22 @@ inline T tanh_of(T x) {  // 2σ(2x) - 1, as core/lstm.py's _tanh
 }
 
 // One step of the forward for n rows, in two vectorised passes per row. First the gates from their
-// pre-activations pre (+ mm, the recurrent product, where the GEMM did not already add it in):
+// pre-activations pre (W_ih x_t, in T or in bf16) + bias (where pre lacks it) + mm (W_hh h_{t-1}, if any):
 // i, f, o = σ, C̄ = tanh; then C_t = f ⊙ C_{t-1} + i ⊙ C̄, h_t = o ⊙ tanh(C_t). act may be pre itself and
 // c may be c_prev itself (updated in place): every element is read before it is written, at its own index,
 // which is what `ivdep` promises the compiler.
-template <typename T, typename M>
-void activate(int64_t H, const T* pre, const M* mm, T* act) {
+template <typename T, typename P, typename M>
+void activate(int64_t H, const P* pre, const T* bias, const M* mm, T* act) {
+  if (bias) {
+#pragma GCC ivdep
+    for (int64_t j = 0; j < 4 * H; ++j) act[j] = T(pre[j]) + bias[j];
+  } else if (static_cast<const void*>(act) != static_cast<const void*>(pre)) {
+#pragma GCC ivdep
+    for (int64_t j = 0; j < 4 * H; ++j) act[j] = T(pre[j]);
+  }
   if (mm) {
 #pragma GCC ivdep
-    for (int64_t j = 0; j < 4 * H; ++j) act[j] = pre[j] + T(mm[j]);
-  } else if (act != pre) {
-#pragma GCC ivdep
-    for (int64_t j = 0; j < 4 * H; ++j) act[j] = pre[j];
+    for (int64_t j = 0; j < 4 * H; ++j) act[j] += T(mm[j]);
   }
 #pragma GCC ivdep
   for (int64_t j = 0; j < 2 * H; ++j) act[j] = sigmoid(act[j]);
@@ -102,13 +106,13 @@ void round_to_bf16(int64_t n, const T* x, at::BFloat16* y) {
 }
 
 // h_low (mode 2, else null): h_t rounded to bf16 as well, the operand of the next step's product.
-template <typename T, typename M>
-void cell_forward(int64_t n, int64_t H, const T* pre, const M* mm, const T* c_prev, T* act, T* c, T* tanh_c,
-                  T* h, at::BFloat16* h_low) {
+template <typename T, typename P, typename M>
+void cell_forward(int64_t n, int64_t H, const P* pre, const T* bias, const M* mm, const T* c_prev, T* act, T* c,
+                  T* tanh_c, T* h, at::BFloat16* h_low) {
   at::parallel_for(0, n, rows_per_task(H), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       T* act_r = act + r * 4 * H;
-      activate(H, pre + r * 4 * H, mm ? mm + r * 4 * H : nullptr, act_r);
+      activate(H, pre + r * 4 * H, bias, mm ? mm + r * 4 * H : nullptr, act_r);
       cell_state(H, act_r, c_prev + r * H, c + r * H, tanh_c + r * H, h + r * H);
       if (h_low) round_to_bf16(H, h + r * H, h_low + r * H);
     }
@@ -153,6 +157,18 @@ void cell_backward(int64_t n, int64_t H, const R* rec, int64_t m, const T* dh, c
   });
 }
 
+// sum += the n rows of x [n, C], column blocks shared among the threads (each sums its own columns).
+template <typename T>
+void add_rows(int64_t n, int64_t C, const T* x, T* sum) {
+  at::parallel_for(0, C, GATE_VALUES_PER_TASK / std::max<int64_t>(n, 1), [&](int64_t begin, int64_t end) {
+    for (int64_t r = 0; r < n; ++r) {
+      const T* row = x + r * C;
+#pragma GCC ivdep
+      for (int64_t j = begin; j < end; ++j) sum[j] += row[j];
+    }
+  });
+}
+
 // ---- matrix products ---------------------------------------------------------------------------------
 // mode 0: x @ w^T with torch's own kernels (w plain [out, in]);
 // mode 1: oneDNN, w prepacked by mkldnn::_reorder_linear_weight (the forward adds x_proj in the elementwise
@@ -179,12 +195,19 @@ at::Tensor product(const at::Tensor& x, const at::Tensor& w, int64_t mode) {
 
 // gates: [N, 4H], on entry W_ih x_t + b for every packed step, on exit i, f, C̄, o (when keep). Returns hs,
 // and (keep) every C_t and tanh(C_t) [N, H], or (not keep) the last C_t of each row [B, H]. h0_zero: h0 is 0,
-// so step 0 has no recurrent product.
+// so step 0 has no recurrent product. Mode 2 may give x_low, W_ih x_t in bf16 as its product left it, and
+// bias: then gates is only written (pre-activations x_low + bias + W_hh h_{t-1}, then the gates), and the
+// products' output is never converted or biased in a pass of its own.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const at::Tensor& w_hh,
                                                        const at::Tensor& h0, const at::Tensor& c0,
                                                        at::IntArrayRef batch_sizes, bool keep, int64_t mode,
-                                                       bool h0_zero) {
+                                                       bool h0_zero, const std::optional<at::Tensor>& x_low,
+                                                       const std::optional<at::Tensor>& bias) {
   TORCH_CHECK(gates.is_contiguous() && h0.is_contiguous() && c0.is_contiguous(), "contiguous inputs");
+  TORCH_CHECK(!x_low || (mode == 2 && x_low->sizes() == gates.sizes() && x_low->is_contiguous() &&
+                         x_low->scalar_type() == at::kBFloat16 && bias && bias->is_contiguous() &&
+                         bias->numel() == gates.size(1) && bias->scalar_type() == gates.scalar_type()),
+              "x_low: mode 2, bf16 like gates, with gates' bias");
   const int64_t N = gates.size(0), H = gates.size(1) / 4, B = h0.size(0);
   at::Tensor hs = at::empty({N, H}, gates.options());
   at::Tensor cs = keep ? at::empty({N, H}, gates.options()) : c0.clone();
@@ -193,24 +216,30 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const a
   at::Tensor h_low = mode == 2 ? h0.to(at::kBFloat16) : at::Tensor();  // h_{t-1} in bf16, rows [0, n)
   int64_t s = 0;
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "poemtui_lstm_forward", [&] {
+    const scalar_t* b = x_low ? bias->data_ptr<scalar_t>() : nullptr;
     for (const int64_t n : batch_sizes) {
-      at::Tensor xp = gates.narrow(0, s, n);
-      at::Tensor pre = xp, mm;  // mm: W_hh h_{t-1}, none at step 0 when h0 is 0
+      at::Tensor mm;  // W_hh h_{t-1}, none at step 0 when h0 is 0
       if (s > 0 || !h0_zero) mm = product((mode == 2 ? h_low : h_prev).narrow(0, 0, n), w_hh, mode).contiguous();
       at::Tensor c = keep ? cs.narrow(0, s, n) : cs.narrow(0, 0, n);
       at::Tensor tc = keep ? tanh_cs.narrow(0, s, n) : tanh_cs.narrow(0, 0, n);
       at::Tensor h = hs.narrow(0, s, n);
       const scalar_t* cp = c_prev.data_ptr<scalar_t>();  // (not keep: c is c_prev, updated in place)
-      scalar_t* act = xp.data_ptr<scalar_t>();  // the gates go over x_proj's rows
+      scalar_t* act = gates.data_ptr<scalar_t>() + s * 4 * H;  // the gates go over x_proj's rows
       scalar_t *c_out = c.data_ptr<scalar_t>(), *tc_out = tc.data_ptr<scalar_t>(), *h_out = h.data_ptr<scalar_t>();
       if (mode == 2) {  // the product in bf16 (none at step 0 when h0_zero), h_t rounded for the next one
         const at::BFloat16* product_ptr = mm.defined() ? mm.data_ptr<at::BFloat16>() : nullptr;
-        cell_forward<scalar_t, at::BFloat16>(n, H, pre.data_ptr<scalar_t>(), product_ptr, cp, act, c_out, tc_out,
-                                             h_out, h_low.data_ptr<at::BFloat16>());
+        at::BFloat16* low_out = h_low.data_ptr<at::BFloat16>();
+        if (x_low) {
+          const at::BFloat16* pre = x_low->data_ptr<at::BFloat16>() + s * 4 * H;
+          cell_forward(n, H, pre, b, product_ptr, cp, act, c_out, tc_out, h_out, low_out);
+        } else {
+          cell_forward(n, H, static_cast<const scalar_t*>(act), b, product_ptr, cp, act, c_out, tc_out, h_out,
+                       low_out);
+        }
       } else {
         const scalar_t* product_ptr = mm.defined() ? mm.data_ptr<scalar_t>() : nullptr;
-        cell_forward<scalar_t, scalar_t>(n, H, pre.data_ptr<scalar_t>(), product_ptr, cp, act, c_out, tc_out, h_out,
-                                         nullptr);
+        cell_forward(n, H, static_cast<const scalar_t*>(act), b, product_ptr, cp, act, c_out, tc_out, h_out,
+                     static_cast<at::BFloat16*>(nullptr));
       }
       h_prev = h;
       c_prev = c;
@@ -221,17 +250,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const a
 }
 
 // BPTT over the packed steps, last to first. dh, dc [B, H]: on entry the final states' gradients, on exit
-// those of h0 (when need_dh0; else step 0's product is skipped and dh left undefined) and c0, in place. d_hs: dL/dout_t, packed [N, H]. w_hh_t: W_hh^T laid out for
+// those of h0 (when need_dh0; else step 0's product is skipped and dh left undefined) and c0, in place.
+// d_b (else none): the bias gradient Σ_t δa_t is added to it, step by step while δa_t is in cache. d_hs: dL/dout_t, packed [N, H]. w_hh_t: W_hh^T laid out for
 // `mode`. Writes δa [N, 4H], the pre-activations' gradients of every step, into d_a, and (mode 2) rounded to
 // bf16 into d_a_low, the operand of this loop's products and of the layer's weight and input gradients.
 void backward(const at::Tensor& d_hs, at::Tensor dh, at::Tensor dc, const at::Tensor& gates, const at::Tensor& cs,
               const at::Tensor& tanh_cs, const at::Tensor& c0, const at::Tensor& w_hh_t,
               at::IntArrayRef batch_sizes, int64_t mode, at::Tensor d_a, const std::optional<at::Tensor>& d_a_low,
-              bool need_dh0) {
+              bool need_dh0, const std::optional<at::Tensor>& d_b) {
   TORCH_CHECK(d_hs.is_contiguous() && dh.is_contiguous() && dc.is_contiguous() && gates.is_contiguous() &&
                   cs.is_contiguous() && tanh_cs.is_contiguous() && c0.is_contiguous() && d_a.is_contiguous(),
               "contiguous inputs");
   TORCH_CHECK(d_a.sizes() == gates.sizes() && d_a.scalar_type() == gates.scalar_type(), "d_a like gates");
+  TORCH_CHECK(!d_b || (d_b->is_contiguous() && d_b->numel() == gates.size(1) && d_b->scalar_type() == gates.scalar_type()),
+              "d_b: one value per gate row, gates' dtype");
   TORCH_CHECK(mode != 2 || (d_a_low && d_a_low->sizes() == gates.sizes() && d_a_low->is_contiguous() &&
                             d_a_low->scalar_type() == at::kBFloat16),
               "mode 2 writes d_a_low, bf16 like gates");
@@ -257,6 +289,7 @@ void backward(const at::Tensor& d_hs, at::Tensor dh, at::Tensor dc, const at::Te
         cell_backward(n, H, m > 0 ? rec.data_ptr<scalar_t>() : dh_ptr, m, dh_ptr, dhs_ptr, dc_ptr, g_ptr, tc_ptr,
                       cp, d_a_t.data_ptr<scalar_t>(), low);
       }
+      if (d_b) add_rows(n, 4 * H, d_a_t.data_ptr<scalar_t>(), d_b->data_ptr<scalar_t>());  // db += Σ_rows δa_t
       if (t == 0 && !need_dh0) break;
       rec = product(mode == 2 ? d_a_low->narrow(0, s, n) : d_a_t, w_hh_t, mode).contiguous();
     }
@@ -305,11 +338,11 @@ at::Tensor onednn_dense_view(const at::Tensor& t) {
 
 TORCH_LIBRARY(poemtui_lstm, m) {
   m.def("forward(Tensor(a!) gates, Tensor w_hh, Tensor h0, Tensor c0, int[] batch_sizes, bool keep, int mode, "
-        "bool h0_zero=False) "
+        "bool h0_zero=False, Tensor? x_low=None, Tensor? bias=None) "
         "-> (Tensor, Tensor, Tensor)");
   m.def("backward(Tensor d_hs, Tensor(a!) dh, Tensor(b!) dc, Tensor gates, Tensor cs, Tensor tanh_cs, "
         "Tensor c0, Tensor w_hh_t, int[] batch_sizes, int mode, Tensor(c!) d_a, Tensor(d!)? d_a_low, "
-        "bool need_dh0=True) -> ()");
+        "bool need_dh0=True, Tensor(e!)? d_b=None) -> ()");
   m.def("onednn_dense_view(Tensor t) -> Tensor");
   m.def("contiguous_transpose(Tensor w) -> Tensor");
   // CompositeExplicitAutograd: the same kernel whatever the layout of W_hh (plain or oneDNN's)
