@@ -172,7 +172,6 @@ class Packing:
     index: torch.Tensor  # [N] packed position -> flat position b * T + t in the batch
     order: torch.Tensor  # [B] sorted position -> row of the batch
     restore: torch.Tensor  # [B] row of the batch -> sorted position
-    prev: torch.Tensor  # [N - batch_sizes[0]] packed position of h_{t-1}, for the positions of steps t >= 1
     stepping_rows: torch.Tensor | None  # rows of the batch with at least one step (None: all of them)
     last: torch.Tensor  # packed position of the last step of each of those rows
 
@@ -187,7 +186,6 @@ class Packing:
         offsets = [0, *itertools.accumulate(batch_sizes)][:-1]
         steps, rows = takes_step.nonzero(as_tuple=True)  # time-major: step by step, rows in sorted order
         starts = torch.tensor([*offsets, 0], dtype=torch.long)  # one spare entry for rows with no step
-        prev = starts[steps[batch_sizes[0] :] - 1] + rows[batch_sizes[0] :] if batch_sizes else rows
         restore = torch.empty_like(order)
         restore[order] = torch.arange(B)
         stepping = lengths > 0
@@ -198,13 +196,13 @@ class Packing:
             index=move(order[rows] * T + steps),
             order=move(order),
             restore=move(restore),
-            prev=move(prev),
             stepping_rows=None if bool(stepping.all()) else move(stepping.nonzero()[:, 0]),
             last=move(last[stepping]),
         )
 
 
 @functools.lru_cache(maxsize=64)
+@torch.inference_mode(False)  # cached for later calls, which autograd may record (and save the index)
 def _unpadded_packing(B: int, T: int, device: str) -> Packing:
     """Every row takes every step (no lengths): the packed layout is the batch, time-major."""
     rows = torch.arange(B, device=device)
@@ -213,7 +211,6 @@ def _unpadded_packing(B: int, T: int, device: str) -> Packing:
         index=torch.arange(B * T, device=device).view(B, T).t().reshape(-1),
         order=rows,
         restore=rows,
-        prev=torch.arange(B * (T - 1), device=device),
         stepping_rows=None,
         last=rows + (T - 1) * B,
     )
@@ -223,8 +220,9 @@ class _FusedLayer(torch.autograd.Function):
     """One layer, xs [N, I], W_ih, W_hh, b, h0, c0 -> hs [N, H], h_n, c_n, as one autograd node.
 
     forward runs the time loop without autograd and keeps what backward needs: the gates i, f, C̄, o after
-    their nonlinearities, every C_t, tanh(C_t) and h_t. backward is backpropagation through time written
-    out by hand, one pass over the sequence; the weight gradients then take one matmul over all steps.
+    their nonlinearities, every C_t and tanh(C_t), and [x_t, h_{t-1}] of every step (the loop writes h_t
+    there as it goes). backward is backpropagation through time written out by hand, one pass over the
+    sequence; the weight gradients then take one matmul over all steps.
     Everything lives in the packed layout of `Packing` (real steps only, time-major, longest rows first):
     xs and hs are packed, the states h0, c0, h_n, c_n in the batch's row order.
     """
@@ -243,13 +241,23 @@ class _FusedLayer(torch.autograd.Function):
         else:  # W_ih x_t + b, every step at once; step t's gates i, f, C̄, o then overwrite its rows
             x_low, bias = None, None
             gates = mm.linear(xs, w_ih, b)
+        # The weight gradients' operand [x_t, h_{t-1}] of every step, in the form their product takes: x_t
+        # copied now, h_{t-1} written by the loop as it computes h_t (no gather of hs in backward).
+        inputs = z_h = None
+        if any(ctx.needs_input_grad[1:4]):
+            (N, I), n0 = xs.shape, P.batch_sizes[0] if P.batch_sizes else 0
+            inputs = mm.inputs_operand(N, I + w_hh.shape[1], like=xs)
+            inputs[:, :I] = xs
+            inputs[:n0, I:] = h0s[:n0]
+            z_h = inputs[:, I:]
         hs, cs, tanh_cs = _time_loops(xs).forward(
-            gates, mm.weight(w_hh, B), h0s, c0s, P.batch_sizes, keep, mm.mode, h0_zero, x_low, bias
+            gates, mm.weight(w_hh, B), h0s, c0s, P.batch_sizes, keep, mm.mode, h0_zero, x_low, bias, z_h
         )
 
         # Saved the autograd way, so they are freed as soon as backward has run (unless retain_graph).
-        ctx.save_for_backward(xs, w_ih, w_hh, h0s, c0s, hs, cs, tanh_cs, gates)
-        ctx.packing, ctx.mm_dtype = P, mm_dtype
+        # (Not xs: the inputs operand holds what backward needs of it.)
+        ctx.save_for_backward(w_ih, w_hh, h0s, c0s, inputs, cs, tanh_cs, gates)
+        ctx.packing, ctx.mm_dtype, ctx.inputs_twin = P, mm_dtype, mm.twin_of(inputs)
         h_n = _final_state(hs, h0, P)
         c_n = _final_state(cs, c0, P) if keep else cs.index_select(0, P.restore)
         return hs, h_n, c_n
@@ -259,20 +267,21 @@ class _FusedLayer(torch.autograd.Function):
     def backward(ctx, d_hs, d_hn, d_cn):
         """BPTT in docs/lstm-derivatives.md's names: δh_t, ε_t = dL/dC_t, δa_t (the pre-activations').
         d_hs: dL/dh_t of every packed step (from the layer above or the loss)."""
-        xs, w_ih, w_hh, h0s, c0s, hs, cs, tanh_cs, gates = ctx.saved_tensors
-        P, (N, I), (B, H) = ctx.packing, xs.shape, h0s.shape
-        mm = matmul.products(xs, ctx.mm_dtype)
+        w_ih, w_hh, h0s, c0s, inputs, cs, tanh_cs, gates = ctx.saved_tensors
+        P, N, (B, H), I = ctx.packing, gates.shape[0], h0s.shape, w_ih.shape[1]
+        mm = matmul.products(gates, ctx.mm_dtype)
+        mm.adopt(inputs, ctx.inputs_twin)
         d_hs = d_hs.contiguous()
         # What step t+1 sends back to step t: δh^rec_t and ε_{t+1} ⊙ f_{t+1} (first: the final states' grads)
         dh, dc = d_hn.index_select(0, P.order), d_cn.index_select(0, P.order)
-        d_a = mm.grads_operand(N, 4 * H, like=xs)  # δa_t of every step, written by the loop
+        d_a = mm.grads_operand(N, 4 * H, like=gates)  # δa_t of every step, written by the loop
         d_a_low = mm.rounded_twin(d_a)  # bf16 products: δa_t rounded, also written by the loop
         w_hh_t = mm.weight(w_hh.t(), B)
         need_dh0 = ctx.needs_input_grad[4]  # else the loop skips step 0's product, δh^rec_{-1} = δa_0 W_hh
         # bf16 products: the loop sums db = Σ_t δa_t as it goes (the GEMM does not, and a pass of its own over
         # δa would cost a millisecond a layer); oneDNN's float32 weight-gradient kernel computes it along.
-        d_b = xs.new_zeros(4 * H) if d_a_low is not None and ctx.needs_input_grad[3] else None
-        _time_loops(xs).backward(
+        d_b = gates.new_zeros(4 * H) if d_a_low is not None and ctx.needs_input_grad[3] else None
+        _time_loops(gates).backward(
             d_hs, dh, dc, gates, cs, tanh_cs, c0s, w_hh_t, P.batch_sizes, mm.mode, d_a, d_a_low, need_dh0, d_b
         )
 
@@ -281,11 +290,6 @@ class _FusedLayer(torch.autograd.Function):
             d_x = mm.linear(d_a, w_ih.t())
         if any(ctx.needs_input_grad[1:4]):
             # dW_ih = Σ_t δa_t^T x_t, dW_hh = Σ_t δa_t^T h_{t-1}, db = Σ_t δa_t: one matmul over all steps
-            n0 = P.batch_sizes[0] if P.batch_sizes else 0
-            inputs = mm.grads_operand(N, I + H, like=xs)  # [x_t, h_{t-1}] of every step
-            inputs[:, :I] = xs
-            inputs[:n0, I:] = h0s[:n0]
-            inputs[n0:, I:] = hs.index_select(0, P.prev)
             d_w, d_b_along = mm.linear_grads(d_a, inputs, bias=d_b is None)
             d_b = d_b if d_b is not None else d_b_along
             d_w_ih, d_w_hh = d_w.split([I, H], dim=1)
@@ -316,12 +320,23 @@ class _PythonLoops:
 
     @staticmethod
     def forward(
-        gates, w_hh, h0s, c0s, batch_sizes, keep: bool, mode: int, h0_zero=False, x_low=None, bias=None
+        gates,
+        w_hh,
+        h0s,
+        c0s,
+        batch_sizes,
+        keep: bool,
+        mode: int,
+        h0_zero=False,
+        x_low=None,
+        bias=None,
+        z_h=None,
     ):
         """gates [N, 4H]: W_ih x_t + b of every packed step on entry (or, given x_low, W_ih x_t in bf16, and
         bias: their sum), the gates i, f, C̄, o after (when keep). Returns hs [N, H] and, when keep, every
         C_t and tanh(C_t) [N, H], else each row's last C_t [B, H]. h0_zero: h0s is 0, step 0 has no
-        recurrent product to add."""
+        recurrent product to add. z_h [N, H] (if given): each step's rows get h_{t-1} (from the second step
+        on), for the weight gradients."""
         if x_low is not None:
             torch.add(x_low, bias, out=gates)
         mm = matmul.of_mode(mode, w_hh)
@@ -333,13 +348,16 @@ class _PythonLoops:
         else:  # one row per sequence: its latest C_t (in place), tanh(C_t)
             cs, tanh_cs, rows = c0s.clone(), gates.new_empty(B, H), lambda s, n: slice(0, n)
         h_prev, c_prev, s = h0s, c0s, 0
-        for n in batch_sizes:
+        for t, n in enumerate(batch_sizes):
             a = gates[s : s + n]  # W_ih x_t + b, plus W_hh h_{t-1} unless h_{t-1} = h0 = 0:
             a = a if s == 0 and h0_zero else mm.linear_add(h_prev[:n], w_hh, a)
             i, f, g, o = _activate(a, out=gates[s : s + n] if keep else a).chunk(4, dim=1)
             c = torch.mul(f, c_prev[:n], out=cs[rows(s, n)]).addcmul_(i, g)  # C_t = f ⊙ C_{t-1} + i ⊙ C̄_t
             tanh_c = _tanh(c, out=tanh_cs[rows(s, n)])
             h = torch.mul(o, tanh_c, out=hs[s : s + n])  # h_t = o_t ⊙ tanh(C_t)
+            if z_h is not None and t + 1 < len(batch_sizes):
+                n_next = batch_sizes[t + 1]
+                z_h[s + n : s + n + n_next] = h[:n_next]
             h_prev, c_prev, s = h, c, s + n
         return hs, cs, tanh_cs
 

@@ -102,6 +102,19 @@ class FullPrecision:
         self._twins.add(matrix, twin)
         return matrix
 
+    def inputs_operand(self, rows: int, cols: int, like):
+        """The weight gradients' other operand (the layer's inputs), to be filled: as grads_operand."""
+        return self.grads_operand(rows, cols, like)
+
+    def twin_of(self, matrix):
+        """The oneDNN tensor whose memory matrix (from grads_operand) is, or None: for another products
+        object to adopt() (a layer's forward fills the inputs operand its backward multiplies)."""
+        return None if matrix is None else self._twins.of(matrix)
+
+    def adopt(self, matrix, twin) -> None:
+        if twin is not None:
+            self._twins.add(matrix, twin)
+
     def rounded_twin(self, matrix) -> None:
         """Full precision: no rounded copy (LowPrecision.rounded_twin)."""
         return None
@@ -170,6 +183,16 @@ class LowPrecision:
 
     def grads_operand(self, rows: int, cols: int, like):
         return like.new_empty(rows, cols)
+
+    def inputs_operand(self, rows: int, cols: int, like):
+        """The weight gradients' other operand, already rounded: whoever fills it rounds as it writes."""
+        return like.new_empty(rows, cols, dtype=self.dtype)
+
+    def twin_of(self, matrix) -> None:
+        return None
+
+    def adopt(self, matrix, twin) -> None:
+        pass
 
     def linear_grads(self, dy, x, bias: bool = True):
         """dy^T @ x with rounded operands, and (bias) dy summed over rows in full precision."""

@@ -290,3 +290,16 @@ def test_fused_matches_autograd_on_cuda():
         results = run_both(2, lengths.cuda(), with_state=True)
     for name, expected in results["autograd"].items():
         assert_close(results["fused"][name], expected, 1e-10, name)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_training_after_inference_mode_on_the_same_shape(impl):
+    """The fused layout of a shape is cached; made first under inference_mode (generation, evaluation), it
+    must still serve a later forward that autograd records."""
+    lstm = LSTM(3, 4, num_layers=2, impl=impl)
+    with torch.inference_mode():
+        lstm(torch.randn(2, 5, 3))
+    x = torch.randn(2, 5, 3, requires_grad=True)
+    out, _ = lstm(x)
+    out.sum().backward()
+    assert x.grad.abs().sum() > 0

@@ -98,23 +98,31 @@ constexpr int64_t GATE_VALUES_PER_TASK = 32768;
 
 inline int64_t rows_per_task(int64_t H) { return std::max<int64_t>(1, GATE_VALUES_PER_TASK / (4 * H)); }
 
-// x rounded to bfloat16, for the next product (mode 2), while the row is still in cache.
-template <typename T>
-void round_to_bf16(int64_t n, const T* x, at::BFloat16* y) {
+// x copied to y, rounded where y is bfloat16 (mode 2), while the row is still in cache.
+template <typename T, typename Y>
+void copy_row(int64_t n, const T* x, Y* y) {
 #pragma GCC ivdep
-  for (int64_t j = 0; j < n; ++j) y[j] = at::BFloat16(static_cast<float>(x[j]));
+  for (int64_t j = 0; j < n; ++j) y[j] = static_cast<Y>(static_cast<float>(x[j]));
 }
 
-// h_low (mode 2, else null): h_t rounded to bf16 as well, the operand of the next step's product.
-template <typename T, typename P, typename M>
+template <typename T>
+void copy_row(int64_t n, const T* x, T* y) {
+  std::memcpy(y, x, n * sizeof(T));
+}
+
+// h_low (mode 2, else null): h_t rounded to bf16 as well, the operand of the next step's product. z_h (else
+// null): where h_t of the first n_next rows goes in the weight gradients' operand [x_{t+1}, h_t] (rows
+// z_stride apart; rounded in mode 2), so that backward finds it there.
+template <typename T, typename P, typename M, typename Z>
 void cell_forward(int64_t n, int64_t H, const P* pre, const T* bias, const M* mm, const T* c_prev, T* act, T* c,
-                  T* tanh_c, T* h, at::BFloat16* h_low) {
+                  T* tanh_c, T* h, at::BFloat16* h_low, Z* z_h, int64_t z_stride, int64_t n_next) {
   at::parallel_for(0, n, rows_per_task(H), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       T* act_r = act + r * 4 * H;
       activate(H, pre + r * 4 * H, bias, mm ? mm + r * 4 * H : nullptr, act_r);
       cell_state(H, act_r, c_prev + r * H, c + r * H, tanh_c + r * H, h + r * H);
-      if (h_low) round_to_bf16(H, h + r * H, h_low + r * H);
+      if (h_low) copy_row(H, h + r * H, h_low + r * H);
+      if (z_h && r < n_next) copy_row(H, h + r * H, z_h + r * z_stride);
     }
   });
 }
@@ -152,7 +160,7 @@ void cell_backward(int64_t n, int64_t H, const R* rec, int64_t m, const T* dh, c
         backward_row(H, dh + r * H, d_hs + r * H, dc + r * H, gates + r * 4 * H, tanh_c + r * H, c_prev + r * H,
                      d_a + r * 4 * H);
       }
-      if (d_a_low) round_to_bf16(4 * H, d_a + r * 4 * H, d_a_low + r * 4 * H);
+      if (d_a_low) copy_row(4 * H, d_a + r * 4 * H, d_a_low + r * 4 * H);
     }
   });
 }
@@ -197,17 +205,24 @@ at::Tensor product(const at::Tensor& x, const at::Tensor& w, int64_t mode) {
 // and (keep) every C_t and tanh(C_t) [N, H], or (not keep) the last C_t of each row [B, H]. h0_zero: h0 is 0,
 // so step 0 has no recurrent product. Mode 2 may give x_low, W_ih x_t in bf16 as its product left it, and
 // bias: then gates is only written (pre-activations x_low + bias + W_hh h_{t-1}, then the gates), and the
-// products' output is never converted or biased in a pass of its own.
+// products' output is never converted or biased in a pass of its own. z_h (else none): the h_{t-1} columns of
+// the weight gradients' operand [x_t, h_{t-1}] [N, I + H] (gates' dtype, bf16 in mode 2), rows after the first
+// step's written here as h_t is computed (the first step's h0 rows and the x_t columns by the caller).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const at::Tensor& w_hh,
                                                        const at::Tensor& h0, const at::Tensor& c0,
                                                        at::IntArrayRef batch_sizes, bool keep, int64_t mode,
                                                        bool h0_zero, const std::optional<at::Tensor>& x_low,
-                                                       const std::optional<at::Tensor>& bias) {
+                                                       const std::optional<at::Tensor>& bias,
+                                                       const std::optional<at::Tensor>& z_h) {
   TORCH_CHECK(gates.is_contiguous() && h0.is_contiguous() && c0.is_contiguous(), "contiguous inputs");
   TORCH_CHECK(!x_low || (mode == 2 && x_low->sizes() == gates.sizes() && x_low->is_contiguous() &&
                          x_low->scalar_type() == at::kBFloat16 && bias && bias->is_contiguous() &&
                          bias->numel() == gates.size(1) && bias->scalar_type() == gates.scalar_type()),
               "x_low: mode 2, bf16 like gates, with gates' bias");
+  TORCH_CHECK(!z_h || (z_h->dim() == 2 && z_h->size(0) == gates.size(0) && z_h->size(1) == h0.size(1) &&
+                       z_h->stride(1) == 1 &&
+                       z_h->scalar_type() == (mode == 2 ? at::kBFloat16 : gates.scalar_type())),
+              "z_h: [N, H] rows of the weight gradients' operand, in the products' dtype");
   const int64_t N = gates.size(0), H = gates.size(1) / 4, B = h0.size(0);
   at::Tensor hs = at::empty({N, H}, gates.options());
   at::Tensor cs = keep ? at::empty({N, H}, gates.options()) : c0.clone();
@@ -217,7 +232,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const a
   int64_t s = 0;
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "poemtui_lstm_forward", [&] {
     const scalar_t* b = x_low ? bias->data_ptr<scalar_t>() : nullptr;
-    for (const int64_t n : batch_sizes) {
+    const int64_t zs = z_h ? z_h->stride(0) : 0;
+    for (size_t t = 0; t < batch_sizes.size(); ++t) {
+      const int64_t n = batch_sizes[t], n_next = t + 1 < batch_sizes.size() ? batch_sizes[t + 1] : 0;
       at::Tensor mm;  // W_hh h_{t-1}, none at step 0 when h0 is 0
       if (s > 0 || !h0_zero) mm = product((mode == 2 ? h_low : h_prev).narrow(0, 0, n), w_hh, mode).contiguous();
       at::Tensor c = keep ? cs.narrow(0, s, n) : cs.narrow(0, 0, n);
@@ -229,17 +246,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const a
       if (mode == 2) {  // the product in bf16 (none at step 0 when h0_zero), h_t rounded for the next one
         const at::BFloat16* product_ptr = mm.defined() ? mm.data_ptr<at::BFloat16>() : nullptr;
         at::BFloat16* low_out = h_low.data_ptr<at::BFloat16>();
+        at::BFloat16* z_out = z_h ? z_h->data_ptr<at::BFloat16>() + (s + n) * zs : nullptr;
         if (x_low) {
           const at::BFloat16* pre = x_low->data_ptr<at::BFloat16>() + s * 4 * H;
-          cell_forward(n, H, pre, b, product_ptr, cp, act, c_out, tc_out, h_out, low_out);
+          cell_forward(n, H, pre, b, product_ptr, cp, act, c_out, tc_out, h_out, low_out, z_out, zs, n_next);
         } else {
           cell_forward(n, H, static_cast<const scalar_t*>(act), b, product_ptr, cp, act, c_out, tc_out, h_out,
-                       low_out);
+                       low_out, z_out, zs, n_next);
         }
       } else {
         const scalar_t* product_ptr = mm.defined() ? mm.data_ptr<scalar_t>() : nullptr;
+        scalar_t* z_out = z_h ? z_h->data_ptr<scalar_t>() + (s + n) * zs : nullptr;
         cell_forward(n, H, static_cast<const scalar_t*>(act), b, product_ptr, cp, act, c_out, tc_out, h_out,
-                     static_cast<at::BFloat16*>(nullptr));
+                     static_cast<at::BFloat16*>(nullptr), z_out, zs, n_next);
       }
       h_prev = h;
       c_prev = c;
@@ -338,7 +357,7 @@ at::Tensor onednn_dense_view(const at::Tensor& t) {
 
 TORCH_LIBRARY(poemtui_lstm, m) {
   m.def("forward(Tensor(a!) gates, Tensor w_hh, Tensor h0, Tensor c0, int[] batch_sizes, bool keep, int mode, "
-        "bool h0_zero=False, Tensor? x_low=None, Tensor? bias=None) "
+        "bool h0_zero=False, Tensor? x_low=None, Tensor? bias=None, Tensor(b!)? z_h=None) "
         "-> (Tensor, Tensor, Tensor)");
   m.def("backward(Tensor d_hs, Tensor(a!) dh, Tensor(b!) dc, Tensor gates, Tensor cs, Tensor tanh_cs, "
         "Tensor c0, Tensor w_hh_t, int[] batch_sizes, int mode, Tensor(c!) d_a, Tensor(d!)? d_a_low, "
