@@ -192,3 +192,13 @@ def test_weight_gradients_read_from_onednn_memory_are_the_plain_ones(loops):
     for d_w, d_b in (mm.linear_grads(dy_buffer, x_buffer), mm.linear_grads(dy, x)):
         assert_close(d_w, dy.t() @ x, 2e-6, "dW")
         assert_close(d_b, dy.sum(0), 2e-6, "db")
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(2048, 512), (37, 5), (1, 9), (16, 16), (17, 33)])
+def test_the_tiled_transpose_copies_what_torch_copies(loops, dtype, shape):
+    """core.matmul.contiguous(W^T): the compiled tile copy, whole tiles and ragged edges."""
+    w = torch.randn(*shape).to(dtype)
+    copied = core.matmul.contiguous(w.t())
+    assert copied.is_contiguous() and torch.equal(copied, w.t().contiguous())
