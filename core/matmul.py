@@ -47,7 +47,7 @@ def products(x, mm_dtype: torch.dtype | None, onednn_if: bool = True):
 class Twins:
     """Matrices handed out with a twin: the same values in the form a kernel takes (oneDNN's own tensor
     over the same memory, or a copy rounded to bf16), found again by identity. A products object holds
-    them for its one forward or backward."""
+    them for its one forward or backward; a layer's backward adopts the inputs operand its forward filled."""
 
     def __init__(self) -> None:
         self._by_id: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -200,7 +200,7 @@ class LowPrecision:
 
 
 def contiguous(w):
-    """w.contiguous(), for a transposed weight W^T by the compiled tiled copy where it is built (3x faster
+    """w.contiguous(), for a transposed weight W^T by the compiled tiled copy where it is built (~2x faster
     than torch's strided copy on CPU; core/csrc/lstm_loops.cpp)."""
     if w.is_contiguous() or w.dim() != 2 or not w.t().is_contiguous() or w.device.type != "cpu":
         return w.contiguous()
