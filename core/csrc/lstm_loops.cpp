@@ -1,7 +1,7 @@
 // The time loops of core/lstm.py's fused LSTM layer in C++: per step one matrix product (oneDNN's, through
 // the dispatcher, exactly as the Python loop calls it) and one pass over the rows for all the elementwise
-// work, instead of a dozen small torch kernels and their Python dispatch. Same equations, same packed layout, same buffers as
-// _FusedLayer (core/lstm.py), which falls back to its Python loops when this does not build.
+// work, instead of a dozen small torch kernels and their Python dispatch. Same equations, same packed layout,
+// same buffers as _FusedLayer (core/lstm.py), which falls back to its Python loops when this does not build.
 //
 // Registered as torch.ops.poemtui_lstm.{forward,backward}; built on first use by core/native.py.
 
@@ -53,18 +53,15 @@ inline T tanh_of(T x) {  // 2σ(2x) - 1, as core/lstm.py's _tanh
 }
 
 // One step of the forward for n rows, in two vectorised passes per row. First the gates from their
-// pre-activations pre (W_ih x_t, in T or in bf16) + bias (where pre lacks it) + mm (W_hh h_{t-1}, if any):
-// i, f, o = σ, C̄ = tanh; then C_t = f ⊙ C_{t-1} + i ⊙ C̄, h_t = o ⊙ tanh(C_t). act may be pre itself and
-// c may be c_prev itself (updated in place): every element is read before it is written, at its own index,
-// which is what `ivdep` promises the compiler.
+// pre-activations: act itself (W_ih x_t + b), or with bias given pre (W_ih x_t in bf16) + bias; plus mm
+// (W_hh h_{t-1}, if any): i, f, o = σ, C̄ = tanh; then C_t = f ⊙ C_{t-1} + i ⊙ C̄, h_t = o ⊙ tanh(C_t). c may
+// be c_prev itself (updated in place): every element is read before it is written, at its own index, which
+// is what `ivdep` promises the compiler.
 template <typename T, typename P, typename M>
 void activate(int64_t H, const P* pre, const T* bias, const M* mm, T* act) {
   if (bias) {
 #pragma GCC ivdep
     for (int64_t j = 0; j < 4 * H; ++j) act[j] = T(pre[j]) + bias[j];
-  } else if (static_cast<const void*>(act) != static_cast<const void*>(pre)) {
-#pragma GCC ivdep
-    for (int64_t j = 0; j < 4 * H; ++j) act[j] = T(pre[j]);
   }
   if (mm) {
 #pragma GCC ivdep
@@ -203,11 +200,11 @@ at::Tensor product(const at::Tensor& x, const at::Tensor& w, int64_t mode) {
 
 // gates: [N, 4H], on entry W_ih x_t + b for every packed step, on exit i, f, C̄, o (when keep). Returns hs,
 // and (keep) every C_t and tanh(C_t) [N, H], or (not keep) the last C_t of each row [B, H]. h0_zero: h0 is 0,
-// so step 0 has no recurrent product. Mode 2 may give x_low, W_ih x_t in bf16 as its product left it, and
-// bias: then gates is only written (pre-activations x_low + bias + W_hh h_{t-1}, then the gates), and the
+// so step 0 has no recurrent product. Mode 2 gives x_low, W_ih x_t in bf16 as its product left it, and
+// bias: gates is only written (pre-activations x_low + bias + W_hh h_{t-1}, then the gates), and the
 // products' output is never converted or biased in a pass of its own. z_h (else none): the h_{t-1} columns of
-// the weight gradients' operand [x_t, h_{t-1}] [N, I + H] (gates' dtype, bf16 in mode 2), rows after the first
-// step's written here as h_t is computed (the first step's h0 rows and the x_t columns by the caller).
+// the weight gradients' operand [x_t, h_{t-1}] [N, I + H] (gates' dtype, bf16 in mode 2), rows after the
+// first step's written here as h_t is computed (the first step's h0 rows and the x_t columns by the caller).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const at::Tensor& w_hh,
                                                        const at::Tensor& h0, const at::Tensor& c0,
                                                        at::IntArrayRef batch_sizes, bool keep, int64_t mode,
@@ -215,10 +212,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const a
                                                        const std::optional<at::Tensor>& bias,
                                                        const std::optional<at::Tensor>& z_h) {
   TORCH_CHECK(gates.is_contiguous() && h0.is_contiguous() && c0.is_contiguous(), "contiguous inputs");
-  TORCH_CHECK(!x_low || (mode == 2 && x_low->sizes() == gates.sizes() && x_low->is_contiguous() &&
+  TORCH_CHECK((mode == 2) == x_low.has_value(), "x_low in mode 2 (bf16 products), and only there");
+  TORCH_CHECK(!x_low || (x_low->sizes() == gates.sizes() && x_low->is_contiguous() &&
                          x_low->scalar_type() == at::kBFloat16 && bias && bias->is_contiguous() &&
                          bias->numel() == gates.size(1) && bias->scalar_type() == gates.scalar_type()),
-              "x_low: mode 2, bf16 like gates, with gates' bias");
+              "x_low: bf16 like gates, with gates' bias");
   TORCH_CHECK(!z_h || (z_h->dim() == 2 && z_h->size(0) == gates.size(0) && z_h->size(1) == h0.size(1) &&
                        z_h->stride(1) == 1 &&
                        z_h->scalar_type() == (mode == 2 ? at::kBFloat16 : gates.scalar_type())),
@@ -231,7 +229,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const a
   at::Tensor h_low = mode == 2 ? h0.to(at::kBFloat16) : at::Tensor();  // h_{t-1} in bf16, rows [0, n)
   int64_t s = 0;
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "poemtui_lstm_forward", [&] {
-    const scalar_t* b = x_low ? bias->data_ptr<scalar_t>() : nullptr;
+    const scalar_t* b = x_low ? bias->data_ptr<scalar_t>() : nullptr;  // (modes 0, 1: in gates already)
     const int64_t zs = z_h ? z_h->stride(0) : 0;
     for (size_t t = 0; t < batch_sizes.size(); ++t) {
       const int64_t n = batch_sizes[t], n_next = t + 1 < batch_sizes.size() ? batch_sizes[t + 1] : 0;
@@ -247,13 +245,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const a
         const at::BFloat16* product_ptr = mm.defined() ? mm.data_ptr<at::BFloat16>() : nullptr;
         at::BFloat16* low_out = h_low.data_ptr<at::BFloat16>();
         at::BFloat16* z_out = z_h ? z_h->data_ptr<at::BFloat16>() + (s + n) * zs : nullptr;
-        if (x_low) {
-          const at::BFloat16* pre = x_low->data_ptr<at::BFloat16>() + s * 4 * H;
-          cell_forward(n, H, pre, b, product_ptr, cp, act, c_out, tc_out, h_out, low_out, z_out, zs, n_next);
-        } else {
-          cell_forward(n, H, static_cast<const scalar_t*>(act), b, product_ptr, cp, act, c_out, tc_out, h_out,
-                       low_out, z_out, zs, n_next);
-        }
+        const at::BFloat16* pre = x_low->data_ptr<at::BFloat16>() + s * 4 * H;
+        cell_forward(n, H, pre, b, product_ptr, cp, act, c_out, tc_out, h_out, low_out, z_out, zs, n_next);
       } else {
         const scalar_t* product_ptr = mm.defined() ? mm.data_ptr<scalar_t>() : nullptr;
         scalar_t* z_out = z_h ? z_h->data_ptr<scalar_t>() + (s + n) * zs : nullptr;
@@ -270,9 +263,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(at::Tensor gates, const a
 
 // BPTT over the packed steps, last to first. dh, dc [B, H]: on entry the final states' gradients, on exit
 // those of h0 (when need_dh0; else step 0's product is skipped and dh left undefined) and c0, in place.
-// d_b (else none): the bias gradient Σ_t δa_t is added to it, step by step while δa_t is in cache. d_hs: dL/dout_t, packed [N, H]. w_hh_t: W_hh^T laid out for
-// `mode`. Writes δa [N, 4H], the pre-activations' gradients of every step, into d_a, and (mode 2) rounded to
-// bf16 into d_a_low, the operand of this loop's products and of the layer's weight and input gradients.
+// d_hs: dL/dout_t, packed [N, H]. w_hh_t: W_hh^T laid out for `mode`. Writes δa [N, 4H], the pre-activations'
+// gradients of every step, into d_a, and (mode 2) rounded to bf16 into d_a_low, the operand of this loop's
+// products and of the layer's weight and input gradients. d_b (else none): the bias gradient Σ_t δa_t is
+// added to it, step by step while δa_t is in cache.
 void backward(const at::Tensor& d_hs, at::Tensor dh, at::Tensor dc, const at::Tensor& gates, const at::Tensor& cs,
               const at::Tensor& tanh_cs, const at::Tensor& c0, const at::Tensor& w_hh_t,
               at::IntArrayRef batch_sizes, int64_t mode, at::Tensor d_a, const std::optional<at::Tensor>& d_a_low,
@@ -281,7 +275,8 @@ void backward(const at::Tensor& d_hs, at::Tensor dh, at::Tensor dc, const at::Te
                   cs.is_contiguous() && tanh_cs.is_contiguous() && c0.is_contiguous() && d_a.is_contiguous(),
               "contiguous inputs");
   TORCH_CHECK(d_a.sizes() == gates.sizes() && d_a.scalar_type() == gates.scalar_type(), "d_a like gates");
-  TORCH_CHECK(!d_b || (d_b->is_contiguous() && d_b->numel() == gates.size(1) && d_b->scalar_type() == gates.scalar_type()),
+  TORCH_CHECK(!d_b || (d_b->is_contiguous() && d_b->numel() == gates.size(1) &&
+                       d_b->scalar_type() == gates.scalar_type()),
               "d_b: one value per gate row, gates' dtype");
   TORCH_CHECK(mode != 2 || (d_a_low && d_a_low->sizes() == gates.sizes() && d_a_low->is_contiguous() &&
                             d_a_low->scalar_type() == at::kBFloat16),
@@ -317,7 +312,7 @@ void backward(const at::Tensor& d_hs, at::Tensor dh, at::Tensor dc, const at::Te
 }
 
 // w (a transposed view, w.t() contiguous) copied to a contiguous matrix, in 16 x 16 tiles that stay in cache:
-// ~3x faster than torch's strided copy for the weights W^T the backward multiplies by (4 MB each, per step).
+// ~2x faster than torch's strided copy for the weights W^T the backward multiplies by (4 MB each, per step).
 at::Tensor contiguous_transpose(const at::Tensor& w) {
   TORCH_CHECK(w.dim() == 2 && w.t().is_contiguous(), "the transpose of a contiguous matrix");
   const int64_t R = w.size(0), C = w.size(1);  // out [R, C] from src = w.t(), [C, R] contiguous
