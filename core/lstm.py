@@ -278,9 +278,9 @@ class _FusedLayer(torch.autograd.Function):
         d_a_low = mm.rounded_twin(d_a)  # bf16 products: δa_t rounded, also written by the loop
         w_hh_t = mm.weight(w_hh.t(), B)
         need_dh0 = ctx.needs_input_grad[4]  # else the loop skips step 0's product, δh^rec_{-1} = δa_0 W_hh
-        # bf16 products: the loop sums db = Σ_t δa_t as it goes (the GEMM does not, and a pass of its own over
-        # δa would cost a millisecond a layer); oneDNN's float32 weight-gradient kernel computes it along.
-        d_b = gates.new_zeros(4 * H) if d_a_low is not None and ctx.needs_input_grad[3] else None
+        # db = Σ_t δa_t: summed by the loop as it goes (a pass of its own over δa costs ~1 ms a layer), unless
+        # the weight-gradient kernel computes it along (oneDNN's float32 one)
+        d_b = gates.new_zeros(4 * H) if ctx.needs_input_grad[3] and not mm.bias_grad_along else None
         _time_loops(gates).backward(
             d_hs, dh, dc, gates, cs, tanh_cs, c0s, w_hh_t, P.batch_sizes, mm.mode, d_a, d_a_low, need_dh0, d_b
         )
@@ -290,7 +290,7 @@ class _FusedLayer(torch.autograd.Function):
             d_x = mm.linear(d_a, w_ih.t())
         if any(ctx.needs_input_grad[1:4]):
             # dW_ih = Σ_t δa_t^T x_t, dW_hh = Σ_t δa_t^T h_{t-1}, db = Σ_t δa_t: one matmul over all steps
-            d_w, d_b_along = mm.linear_grads(d_a, inputs, bias=d_b is None)
+            d_w, d_b_along = mm.linear_grads(d_a, inputs)
             d_b = d_b if d_b is not None else d_b_along
             d_w_ih, d_w_hh = d_w.split([I, H], dim=1)
         d_h0 = dh.index_select(0, P.restore) if need_dh0 else None  # rows back in batch order

@@ -119,11 +119,16 @@ class FullPrecision:
         """Full precision: no rounded copy (LowPrecision.rounded_twin)."""
         return None
 
-    def linear_grads(self, dy, x, bias: bool = True):
-        """dy^T @ x and dy summed over rows: the weight and bias gradients of y = x @ w^T + b (the latter
-        always: oneDNN's kernel computes it along)."""
+    @property
+    def bias_grad_along(self) -> bool:
+        """Whether linear_grads gives the bias gradient too (oneDNN's kernel sums dy as it goes); else the
+        caller sums it where dy is computed (the fused LSTM: its backward loop, step by step)."""
+        return self.onednn
+
+    def linear_grads(self, dy, x):
+        """dy^T @ x, the weight gradient of y = x @ w^T + b, and (bias_grad_along) dy summed over rows."""
         if not self.onednn:
-            return dy.t() @ x, dy.sum(0)
+            return dy.t() @ x, None
         return linear_grads_onednn(self._as_onednn(dy), self._as_onednn(x))
 
     def _as_onednn(self, matrix):
@@ -194,9 +199,11 @@ class LowPrecision:
     def adopt(self, matrix, twin) -> None:
         pass
 
-    def linear_grads(self, dy, x, bias: bool = True):
-        """dy^T @ x with rounded operands, and (bias) dy summed over rows in full precision."""
-        return (self._rounded(dy).t() @ self._rounded(x)).to(dy.dtype), dy.sum(0) if bias else None
+    bias_grad_along = False  # (FullPrecision.bias_grad_along)
+
+    def linear_grads(self, dy, x):
+        """dy^T @ x with rounded operands, in dy's precision (no bias gradient: bias_grad_along)."""
+        return (self._rounded(dy).t() @ self._rounded(x)).to(dy.dtype), None
 
 
 def contiguous(w):
