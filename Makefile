@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "poemtui needs Python >= 3.11"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c $(TORCH_CONSTRAINTS) -e '.[dev]'
-	$(PY) -m core.native
+	$(PY) -m core.lstm
 	@touch $@
 
 corpus: $(CORPUS_STAMP)
@@ -31,7 +31,7 @@ run: $(STAMP) $(CORPUS_STAMP)
 	$(VENV)/bin/poemtui
 
 test: $(STAMP) $(CORPUS_STAMP)
-	$(PY) -m core.native
+	$(PY) -m core.lstm
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 from core.cli import ArgumentParser, print_json, run
-from core.sample import Sampler, SampleSettings
+from core.generation.sampler import Sampler
+from core.generation.settings import SampleSettings
+from core.runs.folder import resolve_checkpoint
 
 ASSIGNMENT_STARTS = "日红山夜湖海月"
 
@@ -72,15 +74,6 @@ def build_parser() -> ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return p
-
-
-def resolve_checkpoint(path: Path) -> Path:
-    """A run folder stands for its best checkpoint (or its last one)."""
-    if path.is_dir():
-        for name in ("best.safetensors", "last.safetensors"):
-            if (path / name).exists():
-                return path / name
-    return path
 
 
 def benchmark(path: Path, repeats: int, device: str, precision: str = "auto") -> dict:

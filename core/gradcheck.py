@@ -1,9 +1,10 @@
-"""Prove the hand-derived gradients (docs/lstm-derivatives.md, core.numpy_lm) against torch autograd.
+"""Prove the hand-derived gradients (docs/lstm-derivatives.md, core.reference.numpy_lm) against torch
+autograd.
 
-The same random weights go into core.numpy_lm.NumpyLM and core.model.PoetryLM (float64, every available
-LSTM implementation: "autograd" = torch derives BPTT, "fused" = our own hand-written torch backward). On a
-random batch of padded "poems" both compute the mean cross-entropy with temperature τ, and we compare,
-for every parameter, the NumPy hand gradient with torch's:
+The same random weights go into core.reference.numpy_lm.NumpyLM and core.model.PoetryLM (float64, every
+available LSTM implementation: "autograd" = torch derives BPTT, "fused" = our own hand-written torch
+backward). On a random batch of padded "poems" both compute the mean cross-entropy with temperature τ, and
+we compare, for every parameter, the NumPy hand gradient with torch's:
 
     rel_error(a, b) = max_j |a_j - b_j| / max(max_j |a_j|, max_j |b_j|)
 
@@ -28,7 +29,7 @@ import time
 import numpy as np
 
 from core.cli import ArgumentParser, print_json, run
-from core.numpy_lm import EMBEDDING, NumpyLM, random_batch, random_params
+from core.reference.numpy_lm import EMBEDDING, NumpyLM, random_batch, random_params
 
 TOLERANCE = 1e-8  # hand gradient vs autograd, float64
 FD_TOLERANCE = 1e-8  # hand gradient vs extended-precision finite differences

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.dropout import Dropout
 from core.lstm import LSTM
+from core.lstm.dropout import Dropout
 
 
 @dataclass
@@ -36,6 +36,19 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """PoetryLM's parameters in the order of model.parameters() (torch optimizers number them so)."""
+        v, e, h = self.vocab_size, self.embed_size, self.hidden_size
+        shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (v, e)}
+        for k in range(self.num_layers):
+            shapes[f"lstm.weight_ih_l{k}"] = (4 * h, e if k == 0 else h)
+            shapes[f"lstm.weight_hh_l{k}"] = (4 * h, h)
+            shapes[f"lstm.bias_l{k}"] = (4 * h,)
+        if not self.tie_weights:
+            shapes["head.weight"] = (v, h)
+        shapes["head.bias"] = (v,)
+        return shapes
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -60,7 +73,7 @@ class PoetryLM(nn.Module):
         self.cfg = cfg
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_size)
         self.lstm = LSTM(cfg.embed_size, cfg.hidden_size, cfg.num_layers, cfg.dropout, impl=cfg.lstm_impl)
-        self.drop = Dropout(cfg.dropout)  # torch's dropout, a cheaper mask (core/dropout.py)
+        self.drop = Dropout(cfg.dropout)  # torch's dropout, a cheaper mask (core/lstm/dropout.py)
         self.head = nn.Linear(cfg.hidden_size, cfg.vocab_size)
         if cfg.tie_weights:
             self.head.weight = self.embedding.weight

@@ -4,7 +4,7 @@
 
 The app holds the state that outlives a screen: the training job and its RunState, and which checkpoint
 Generate writes with. Screens read that state when shown and are told when it changes; none of them
-computes anything: training is `python -m core.train` in a child process, sampling is core.sample.
+computes anything: training is `python -m core.train` in a child process, sampling is core.generation.sampler.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from core.config import TrainConfig, default_run_name
 from core.errors import PoemError
+from core.training.settings import TrainConfig, default_run_name
 from poemtui.catalog import CheckpointEntry, has_checkpoints
 from poemtui.messages import TrainingChanged
 from poemtui.screens.checkpoints import CheckpointsScreen

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from core.runlog import read_events
+from core.runs.metrics import read_events
 from poemtui.app import PoemApp
 from poemtui.train_options import preset_values, train_options
 

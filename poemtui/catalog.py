@@ -2,10 +2,10 @@
 
 A run is any folder under the root that holds checkpoints, however deep (an experiment's runs live in
 `experiments/<experiment>/<run>/`), named by its path from the root. Only headers are read
-(`core.checkpoint.read_meta`), and only once per file version, so hundreds of runs list quickly. `best` and
-`last` are hard links (or copies) of a `rnn_*` file of the same run: they become tags of that file's entry
-instead of rows of their own. Files whose names start with `.tmp-` are writes in progress and are never
-listed; hidden and temporary folders are never entered.
+(`core.runs.checkpoint.read_meta`), and only once per file version, so hundreds of runs list quickly. `best`
+and `last` are hard links (or copies) of a `rnn_*` file of the same run: they become tags of that file's
+entry instead of rows of their own. Files whose names start with `.tmp-` are writes in progress and are
+never listed; hidden and temporary folders are never entered.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.checkpoint import EXT, TMP_PREFIX, read_meta
+from core.runs.atomic import TMP_PREFIX
+from core.runs.checkpoint import EXT, read_meta
 
 # Other extensions a user may drop in the folder: listed (as unreadable, with the reason) rather than hidden.
 CHECKPOINT_SUFFIXES = (EXT, ".pt", ".pth", ".ckpt", ".bin", ".pkl")

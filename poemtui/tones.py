@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.gelv import Gelv, GelvError, pattern_by_name
-from core.sample import LINE_ENDS
+from core.generation.form import LINE_ENDS
 
 RHYME_MARK = "◎"
 SHOWN_FAULTS = 2  # fault messages spelled out in the verdict; the rest are counted

@@ -1,7 +1,7 @@
 """The training form's fields: how each is typed, parsed and checked, and how they become `core.train` flags.
 
-The checks are the engine's own (`core.trainer.validate_fields`), so the form refuses exactly what the
-command line would refuse; this module only adds what a text box needs (is it a number at all?) and the
+The checks are the engine's own (`core.training.settings.validate_fields`), so the form refuses exactly what
+the command line would refuse; this module only adds what a text box needs (is it a number at all?) and the
 checks that depend on this machine (does the corpus file exist, is there a CUDA device).
 """
 
@@ -12,14 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import DEFAULT_LR, OPTIMIZERS, PRESETS, SEQ_MODES, TrainConfig, validate_fields
 from core.corpus.buckets import CROPPED_MODES
+from core.training.settings import DEFAULT_LR, OPTIMIZERS, PRESETS, SEQ_MODES, TrainConfig, validate_fields
 
 CORPORA = ("tang300", "quantangshi", "file")
 DEVICES = ("auto", "cpu", "cuda")
 FIRST_RUN_PRESET = "quick"
 
-# On resume the checkpoint's configuration wins; core.trainer honours these schedule settings given anew.
+# On resume the checkpoint's configuration wins; core.training honours these schedule settings given anew.
 RESUMABLE = ("epochs", "patience", "eval_every", "save_every", "device")
 
 

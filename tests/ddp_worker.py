@@ -5,8 +5,8 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from core import distributed as dist
-from core.trainer import TrainConfig, Trainer
+from core.training import distributed as dist
+from core.training.trainer import TrainConfig, Trainer
 
 run_dir = Path(sys.argv[1])
 cfg = TrainConfig(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.trainer import TrainConfig, Trainer
+from core.training.trainer import TrainConfig, Trainer
 
 TINY = dict(
     corpus="tang300",

@@ -2,7 +2,7 @@
 
 python tests/reliability_child.py saver RUN_DIR
     A "zygote": imports torch once, then for each line "fork" on stdin forks a child that saves
-    checkpoints into RUN_DIR in a loop, the way the trainer does (core.checkpoint.save_checkpoint, then
+    checkpoints into RUN_DIR in a loop, the way the trainer does (core.runs.checkpoint.save_checkpoint, then
     atomic_link for last and best, then retention), until it is killed. The zygote prints the child's
     pid, waits for it, and prints "exit <status>". Forking saves the second of start-up per kill.
 
@@ -27,7 +27,7 @@ def _saver_state(run_dir: Path):
     """What every forked child needs, imported and built once in the zygote (no torch computation yet)."""
     import torch._dynamo  # noqa: F401  (torch.optim imports it on first use: here, once, not per fork)
 
-    from core import checkpoint  # noqa: F401
+    from core.runs import checkpoint  # noqa: F401
     from core.corpus import load_corpus
     from core.model import PoetryLM  # noqa: F401
 
@@ -41,8 +41,9 @@ def _save_forever(run_dir: Path, corpus, vocab) -> None:
 
     import torch
 
-    from core import checkpoint as ck
     from core.model import ModelConfig, PoetryLM
+    from core.runs import atomic, folder, state_json
+    from core.runs import checkpoint as ck
 
     torch.set_num_threads(1)
     last = run_dir / f"last{ck.EXT}"
@@ -64,8 +65,8 @@ def _save_forever(run_dir: Path, corpus, vocab) -> None:
         ppl = 1000.0 / step + random.random()
         best = ppl < best_ppl
         best_ppl = min(best_ppl, ppl)
-        name = ck.checkpoint_name(1, step, ppl, "adam")
-        opt_tensors, opt_info = ck.flatten_optimizer(optimizer.state_dict())
+        name = folder.checkpoint_name(1, step, ppl, "adam")
+        opt_tensors, opt_info = state_json.flatten_optimizer(optimizer.state_dict())
         tensors = {**ck.model_tensors(model), **opt_tensors, "rng.torch": torch.get_rng_state()}
         meta = {
             "model": cfg.to_dict(),
@@ -78,9 +79,9 @@ def _save_forever(run_dir: Path, corpus, vocab) -> None:
             "rng": {"python": random.getstate()},
         }
         ck.save_checkpoint(run_dir / name, tensors, meta)
-        ck.atomic_link(run_dir / name, last)
+        atomic.atomic_link(run_dir / name, last)
         if best:
-            ck.atomic_link(run_dir / name, run_dir / f"best{ck.EXT}")
+            atomic.atomic_link(run_dir / name, run_dir / f"best{ck.EXT}")
         # retention as the trainer does it: after the save, never before; the best is kept
         best_step = ck.read_meta(run_dir / f"best{ck.EXT}")["progress"]["step"]
         files = sorted(run_dir.glob(f"rnn_*{ck.EXT}"), key=_step_of)

@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from core.checkpoint import load_checkpoint, read_meta
-from core.sample import Sampler, SampleSettings
+from core.generation.sampler import Sampler
+from core.generation.settings import SampleSettings
+from core.runs.checkpoint import load_checkpoint, read_meta
 
 REPO = Path(__file__).resolve().parents[1]
 

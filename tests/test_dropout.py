@@ -1,11 +1,11 @@
-"""core.dropout: torch's dropout semantics, a Philox mask keyed by logical position (csrc/dropout.cpp)."""
+"""core.lstm.dropout: torch's dropout semantics, a Philox mask keyed by logical position (dropout.cpp)."""
 
 import pytest
 import torch
 
-import core.dropout
-from core import native
-from core.dropout import Dropout, dropout
+import core.lstm.dropout
+from core.lstm import native
+from core.lstm.dropout import Dropout, dropout
 
 M32 = 0xFFFFFFFF
 
@@ -93,7 +93,7 @@ def test_torch_seed_governs_the_masks(ops):
 
 def test_without_the_kernel_torch_draws_the_same_units_for_every_layout(monkeypatch):
     """GPUs and machines without a compiler: F.dropout's mask, drawn in the logical layout."""
-    monkeypatch.setattr(core.dropout, "_kernel", lambda x: None)
+    monkeypatch.setattr(core.lstm.dropout, "_kernel", lambda x: None)
     x = torch.randn(10, 8)
     rows = torch.tensor([3, 9, 0, 4])
     torch.manual_seed(2)

@@ -11,10 +11,10 @@ import sys
 import torch
 from engine_fixtures import train_tiny
 
-from core.checkpoint import load_checkpoint
 from core.corpus import load_corpus
 from core.corpus.vocab import BOS, EOS, UNK
-from core.evaluate import evaluate
+from core.runs.checkpoint import load_checkpoint
+from core.training.perplexity import evaluate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -12,7 +12,6 @@ import pytest
 import torch
 from conftest import run_python
 
-from core.backends import OPTIMIZERS
 from core.errors import PoemError
 from core.experiments import (
     LR_GRID,
@@ -27,6 +26,7 @@ from core.experiments.__main__ import main as experiments_main
 from core.experiments.optimizers import next_lr
 from core.experiments.runs import exclusive, parse_extra_flags, read_events
 from core.experiments.symmetry import record_steps, run_init_experiment, unigram_entropy
+from core.training.backends import OPTIMIZERS
 
 TINY = ["--hidden-size", "16", "--embed-size", "16", "--batch-size", "16"]  # passed on to core.train
 STEPS = 4

@@ -1,4 +1,4 @@
-"""The hand-derived gradients (core.numpy_lm) against torch autograd, and the core.gradcheck command."""
+"""The hand-derived gradients (core.reference.numpy_lm) against torch autograd; the core.gradcheck command."""
 
 import json
 import subprocess
@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.gradcheck import TOLERANCE, available_impls, gradcheck, rel_error, torch_gradients
-from core.numpy_lm import NumpyLM, random_batch, random_params
+from core.reference.numpy_lm import NumpyLM, random_batch, random_params
 
 
 @pytest.mark.parametrize("layers", [1, 2, 3])

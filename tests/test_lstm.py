@@ -1,14 +1,14 @@
 """Our LSTM against torch.nn.LSTM (same weights), its padding semantics, the fused BPTT against autograd."""
 
 import ast
-import inspect
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 import core.lstm
-import core.matmul
+import core.lstm.matmul
 from core.lstm import LSTM
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -138,22 +138,25 @@ def test_unknown_impl_is_refused():
 
 
 def test_source_uses_no_builtin_recurrent_layer():
-    """No torch recurrent layer, cell or kernel anywhere in core/lstm.py's code (docstrings may name them)."""
+    """No torch recurrent layer, cell or kernel anywhere in core/lstm/'s code (docstrings may name them)."""
     forbidden = {"LSTM", "LSTMCell", "GRU", "GRUCell", "RNN", "RNNCell", "RNNBase", "_VF", "lstm"}
     forbidden |= {"lstm_cell", "gru", "gru_cell", "rnn_tanh", "rnn_relu", "_thnn_fused_lstm_cell"}
-    tree = ast.parse(inspect.getsource(core.lstm))
-    used = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute):
-            used.add(node.attr)
-        elif isinstance(node, ast.Name):
-            used.add(node.id)
-        elif isinstance(node, ast.ImportFrom):
-            used.update(alias.name for alias in node.names)
-            assert "rnn" not in (node.module or ""), node.module
-        elif isinstance(node, ast.Import):
-            assert not any("rnn" in alias.name for alias in node.names)
-    assert not used & forbidden, f"core/lstm.py uses {sorted(used & forbidden)}"
+    sources = sorted(Path(core.lstm.__file__).parent.glob("*.py"))
+    assert len(sources) >= 7
+    for path in sources:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        used = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute):
+                used.add(node.attr)
+            elif isinstance(node, ast.Name):
+                used.add(node.id)
+            elif isinstance(node, ast.ImportFrom):
+                used.update(alias.name for alias in node.names if not (node.module or "").startswith("core."))
+                assert "rnn" not in (node.module or ""), node.module
+            elif isinstance(node, ast.Import):
+                assert not any("rnn" in alias.name for alias in node.names)
+        assert not used & forbidden, f"{path.name} uses {sorted(used & forbidden)}"
 
 
 # --- the fused BPTT against autograd on the plain ops ------------------------------------------------------
@@ -227,7 +230,7 @@ def test_fused_gradcheck():
 
 def test_fused_without_onednn_matches_torch_lstm(monkeypatch):
     """The plain-torch matmul path (other CPUs, other dtypes, GPUs) in float32, padding included."""
-    monkeypatch.setattr(core.matmul, "onednn_works", lambda: False)
+    monkeypatch.setattr(core.lstm.matmul, "onednn_works", lambda: False)
     ours, ref = make_pair(5, 6, 2, torch.float32, "fused")
     x = torch.randn(3, 7, 5)
     out, (h, c) = ours(x, lengths=torch.tensor([7, 7, 7]))

@@ -1,4 +1,4 @@
-"""core.memory: a training process keeps the memory a step freed for the next step (no fresh page faults)."""
+"""core.training.memory: a training process keeps the memory a step freed for the next (no new faults)."""
 
 import json
 import os
@@ -12,7 +12,7 @@ glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 # Allocate and free a 64 MB tensor, then count the page faults of doing it again.
 PROGRAM = """
 import json, resource, torch
-from core import memory
+from core.training import memory
 kept = memory.keep_freed_memory()
 def touch():
     t = torch.empty(16 << 20).fill_(1.0)  # 64 MB, every page written

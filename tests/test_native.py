@@ -1,4 +1,4 @@
-"""The compiled time loops (core/csrc/lstm_loops.cpp) against the Python loops of core/lstm.py."""
+"""The compiled time loops (core/lstm/csrc/lstm_loops.cpp) against the Python loops of core/lstm/loops.py."""
 
 import shutil
 
@@ -7,9 +7,8 @@ import torch
 from test_lstm import assert_close
 
 import core.lstm
-import core.matmul
-from core import native
-from core.lstm import LSTM
+import core.lstm.matmul
+from core.lstm import LSTM, native
 
 needs_compiler = pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler")
 
@@ -68,8 +67,8 @@ def test_compiled_loops_compute_what_the_python_loops_compute(
     x, lengths, state, weights = batch(dtype)
     state = None if zero_state else state
     with monkeypatch.context() as m:
-        m.setattr(core.matmul, "onednn_works", lambda: onednn)
-        m.setattr(core.lstm, "ONEDNN_MIN_STEPS", 1)
+        m.setattr(core.lstm.matmul, "onednn_works", lambda: onednn)
+        m.setattr(core.lstm.fused, "ONEDNN_MIN_STEPS", 1)
         compiled = run(lstm, x, lengths, state, weights, python_loops=False, monkeypatch=monkeypatch)
         python = run(lstm, x, lengths, state, weights, python_loops=True, monkeypatch=monkeypatch)
     for k, (a, b) in enumerate(zip(compiled, python, strict=True)):
@@ -82,14 +81,14 @@ def test_compiled_loops_compute_what_the_python_loops_compute(
 def test_compiled_loops_under_bf16_autocast_match_the_python_loops(loops, monkeypatch, onednn, zero_state):
     """bf16 operands in the matmuls, float32 everywhere else: the same roundings on both paths (the rounded
     h_t and δa_t written by the elementwise passes, the weights prepacked for oneDNN or not)."""
-    if onednn and not core.matmul.onednn_bf16_works():
+    if onednn and not core.lstm.matmul.onednn_bf16_works():
         pytest.skip("no oneDNN bf16 on this CPU")
     torch.manual_seed(0)
     lstm = LSTM(6, 8, num_layers=2)
     x, lengths, state, weights = batch(torch.float32)
     state = None if zero_state else state
-    monkeypatch.setattr(core.matmul, "onednn_bf16_works", lambda: onednn)
-    monkeypatch.setattr(core.lstm, "ONEDNN_MIN_STEPS", 1)
+    monkeypatch.setattr(core.lstm.matmul, "onednn_bf16_works", lambda: onednn)
+    monkeypatch.setattr(core.lstm.fused, "ONEDNN_MIN_STEPS", 1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         compiled = run(lstm, x, lengths, state, weights, python_loops=False, monkeypatch=monkeypatch)
         python = run(lstm, x, lengths, state, weights, python_loops=True, monkeypatch=monkeypatch)
@@ -116,7 +115,7 @@ def test_compiled_loops_without_grad_give_the_same_states(loops, monkeypatch):
 @needs_compiler
 def test_the_fused_lstm_uses_the_compiled_loops_on_cpu(loops):
     x = torch.randn(2, 3, 4)
-    assert core.lstm._time_loops(x) is loops
+    assert core.lstm.loops.time_loops(x) is loops
 
 
 @needs_compiler
@@ -125,7 +124,7 @@ def test_a_bf16_model_runs_the_python_loops(loops):
     torch.manual_seed(0)
     lstm = LSTM(6, 8, num_layers=2).to(torch.bfloat16)
     x = torch.randn(2, 5, 6, dtype=torch.bfloat16)
-    assert core.lstm._time_loops(x) is core.lstm._PythonLoops
+    assert core.lstm.loops.time_loops(x) is core.lstm.loops.PythonLoops
     with torch.no_grad():
         out, _ = lstm(x)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
@@ -145,7 +144,7 @@ def test_loading_again_in_the_same_process_reuses_the_library(loops):
 
 def test_without_the_compiled_loops_the_python_loops_take_over(monkeypatch):
     monkeypatch.setattr(native, "lstm_loops", lambda: None)
-    assert core.lstm._time_loops(torch.randn(2, 3, 4)) is core.lstm._PythonLoops
+    assert core.lstm.loops.time_loops(torch.randn(2, 3, 4)) is core.lstm.loops.PythonLoops
 
 
 def test_poemtui_native_0_turns_the_compiled_loops_off(monkeypatch):
@@ -175,14 +174,14 @@ def test_a_failed_build_says_so_in_one_line_and_falls_back(monkeypatch, capsys):
 
 
 @needs_compiler
-@pytest.mark.skipif(not core.matmul.onednn_works(), reason="no oneDNN")
+@pytest.mark.skipif(not core.lstm.matmul.onednn_works(), reason="no oneDNN")
 def test_weight_gradients_read_from_onednn_memory_are_the_plain_ones(loops):
     """grads_operand hands out matrices in oneDNN's memory (no conversion copy before the weight-gradient
     kernel); filled like any tensor, they give what torch.mm gives, and so does the copying path."""
     assert native.onednn_dense_view() is not None
     gen = torch.Generator().manual_seed(0)
     dy, x = torch.randn(37, 20, generator=gen), torch.randn(37, 11, generator=gen)
-    mm = core.matmul.FullPrecision(onednn=True)
+    mm = core.lstm.matmul.FullPrecision(onednn=True)
     dy_buffer, x_buffer = mm.grads_operand(37, 20, like=dy), mm.grads_operand(37, 11, like=x)
     dy_buffer.copy_(dy)
     x_buffer[:, :5] = x[:, :5]  # filled in parts, as the fused backward fills [x_t, h_{t-1}]
@@ -198,7 +197,7 @@ def test_weight_gradients_read_from_onednn_memory_are_the_plain_ones(loops):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 @pytest.mark.parametrize("shape", [(2048, 512), (37, 5), (1, 9), (16, 16), (17, 33)])
 def test_the_tiled_transpose_copies_what_torch_copies(loops, dtype, shape):
-    """core.matmul.contiguous(W^T): the compiled tile copy, whole tiles and ragged edges."""
+    """core.lstm.matmul.contiguous(W^T): the compiled tile copy, whole tiles and ragged edges."""
     w = torch.randn(*shape).to(dtype)
-    copied = core.matmul.contiguous(w.t())
+    copied = core.lstm.matmul.contiguous(w.t())
     assert copied.is_contiguous() and torch.equal(copied, w.t().contiguous())

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from core.model import ModelConfig, PoetryLM
-from core.numpy_lm import NumpyLM, random_batch, random_params
-from core.numpy_optim import OPTIMIZERS, clip_grad_norm, make_optimizer
+from core.reference.numpy_lm import NumpyLM, random_batch, random_params
+from core.reference.numpy_optim import OPTIMIZERS, clip_grad_norm, make_optimizer
 
 VOCAB, EMBED, HIDDEN = 30, 8, 10
 
@@ -149,7 +149,7 @@ def test_constant_init_keeps_hidden_units_identical():
         np.testing.assert_allclose(gate, np.broadcast_to(gate[0], gate.shape), rtol=1e-12)
 
 
-TORCH_OPTIMIZERS = {  # name -> the torch.optim optimizer with the settings core.numpy_optim mirrors
+TORCH_OPTIMIZERS = {  # name -> the torch.optim optimizer with the settings core.reference.numpy_optim mirrors
     "sgd": lambda ps, lr, wd: torch.optim.SGD(ps, lr=lr, weight_decay=wd),
     "momentum": lambda ps, lr, wd: torch.optim.SGD(ps, lr=lr, momentum=0.9, weight_decay=wd),
     "nesterov": lambda ps, lr, wd: torch.optim.SGD(ps, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd),

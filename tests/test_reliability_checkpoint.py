@@ -1,6 +1,6 @@
 """Loading a checkpoint never runs code, and a hostile or broken file is one clear line (issue 8, items 1-2).
 
-Every entry point that accepts a checkpoint is tried: core.checkpoint.load_checkpoint and read_meta in
+Every entry point that accepts a checkpoint is tried: core.runs.checkpoint.load_checkpoint and read_meta in
 process, and `python -m core.evaluate`, `python -m core.generate`, `python -m core.train --resume` (in
 process through core.cli.run, and as real subprocesses). The hostile `.pt` files are real exploits: a
 control test shows that torch.load(weights_only=False) runs their payload.
@@ -31,10 +31,11 @@ from hypothesis import strategies as st
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from core import checkpoint as ck
-from core.checkpoint import META_KEY, load_checkpoint, read_meta
 from core.cli import run as cli_run
 from core.errors import CheckpointError, PoemError
+from core.runs import checkpoint as ck
+from core.runs import validate
+from core.runs.checkpoint import META_KEY, load_checkpoint, read_meta
 from core.versions import MIN_TORCH, require_torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -462,7 +463,7 @@ def test_size_limits_are_enforced_before_reading(real, tmp_path, monkeypatch):
 
 def test_too_many_tensors_are_refused_from_the_header(tmp_path):
     path = tmp_path / "many.safetensors"
-    tensors = {f"t{i}": torch.zeros(1) for i in range(ck.MAX_TENSORS + 1)}
+    tensors = {f"t{i}": torch.zeros(1) for i in range(validate.MAX_TENSORS + 1)}
     path.write_bytes(st_save(tensors, metadata={META_KEY: "{}"}))
     assert "over the limit" in refused(path)
 
@@ -528,8 +529,8 @@ def test_the_loader_knows_the_models_parameters_in_the_optimizers_order(layers, 
     cfg = ModelConfig(vocab_size=50, embed_size=16, hidden_size=16, num_layers=layers, tie_weights=tied)
     model = PoetryLM(cfg)
     named = {name: p for name, p in model.named_parameters()}  # a tied head appears once
-    assert list(ck.parameter_shapes(cfg)) == list(named)
-    assert list(ck.parameter_shapes(cfg).values()) == [tuple(p.shape) for p in model.parameters()]
+    assert list(cfg.parameter_shapes()) == list(named)
+    assert list(cfg.parameter_shapes().values()) == [tuple(p.shape) for p in model.parameters()]
 
 
 def test_files_that_are_not_files(real, tmp_path):
@@ -635,13 +636,13 @@ def exercise(path: Path, mutant: Mutant) -> str:
     # and restore the optimizer as resume does (then take a step with it)
     model = ckpt.build_model()
     try:
-        from core.sample import Sampler
+        from core.generation.sampler import Sampler
 
         Sampler(model, ckpt.vocab, script=ckpt.meta["corpus"].get("options", {}).get("script", "simplified"))
     except PoemError as exc:
         assert_one_line(str(exc))
     try:
-        ck.check_resumable(ckpt)
+        validate.check_resumable(ckpt)
     except CheckpointError as exc:
         assert_one_line(str(exc))
     state = ckpt.optimizer_state()
@@ -649,7 +650,10 @@ def exercise(path: Path, mutant: Mutant) -> str:
         optimizer = torch.optim.Adam(model.parameters())
         try:
             optimizer.load_state_dict(state)
-        except (ValueError, KeyError):  # the trainer turns these into CheckpointError (core/backends.py)
+        except (
+            ValueError,
+            KeyError,
+        ):  # the trainer turns these into CheckpointError (training/backends.py)
             return "loaded"
         for p in model.parameters():
             p.grad = torch.zeros_like(p)

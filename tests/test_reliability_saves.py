@@ -1,6 +1,6 @@
 """Saves are atomic and durable, a full disk harms nothing, retention saves before it deletes (issue 8, 3-4).
 
-The kill test SIGKILLs a real saver (tests/reliability_child.py: core.checkpoint.save_checkpoint, then
+The kill test SIGKILLs a real saver (tests/reliability_child.py: core.runs.checkpoint.save_checkpoint, then
 atomic_link for last and best, then retention, with a PoetryLM of hidden size 128) at random moments, 50
 times, and after every kill loads every checkpoint present. The full-disk tests use a real tmpfs of a few
 MiB (root only; elsewhere a real RLIMIT_FSIZE in a subprocess, or a skip).
@@ -22,9 +22,11 @@ import pytest
 import torch
 from engine_fixtures import train_tiny
 
-from core import checkpoint as ck
-from core.checkpoint import EXT, TMP_PREFIX, load_checkpoint, read_meta
 from core.errors import CheckpointError
+from core.runs import atomic, folder
+from core.runs import checkpoint as ck
+from core.runs.atomic import TMP_PREFIX
+from core.runs.checkpoint import EXT, load_checkpoint, read_meta
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD = Path(__file__).with_name("reliability_child.py")
@@ -90,8 +92,8 @@ def test_sigkill_during_saves_never_leaves_a_broken_checkpoint(tmp_path):
             # the killed writer's temp file at most: the next save removed those of earlier ones
             assert len(left) <= 1, left
             assert all(not n.endswith(EXT) for n in left)  # a `*.safetensors` glob never sees one
-            listed = ck.list_checkpoints(run) if run.exists() else []
-            assert not any(ck.is_temp(p) for p in listed)
+            listed = folder.list_checkpoints(run) if run.exists() else []
+            assert not any(atomic.is_temp(p) for p in listed)
             for path in listed:  # every checkpoint present loads, checksum and all
                 ckpt = load_checkpoint(path)
                 steps_seen.add(ckpt.meta["progress"]["step"])
@@ -104,7 +106,7 @@ def test_sigkill_during_saves_never_leaves_a_broken_checkpoint(tmp_path):
     finally:
         zygote.stdin.close()
         zygote.wait(timeout=30)
-    removed = ck.clean_stale_temps(run)  # what the next run does first
+    removed = atomic.clean_stale_temps(run)  # what the next run does first
     assert temps(run) == [] and len(removed) == len(left)
     assert last_step >= 20, "too few saves completed for the test to mean much"
     assert cut_mid_write >= 1, "no kill landed during a write"
@@ -119,15 +121,15 @@ def test_stale_temp_files_are_removed_only_when_their_writer_is_dead(tmp_path):
         names = {
             "dead": f"{TMP_PREFIX}{dead.pid}-00000000-rnn_1_2_3.00_adam{EXT}.part",
             "alive": f"{TMP_PREFIX}{sleeper.pid}-00000000-last{EXT}.part",
-            "mine": ck.temp_path(tmp_path / f"best{EXT}").name,
+            "mine": atomic.temp_path(tmp_path / f"best{EXT}").name,
             "old-style": f"{TMP_PREFIX}{dead.pid}-rnn_1_1_9.00_adam{EXT}",  # before the .part suffix
             "not-a-temp": f"rnn_1_1_9.00_adam{EXT}",
         }
         for name in names.values():
             (tmp_path / name).write_bytes(b"x")
-        listed = {p.name for p in ck.list_checkpoints(tmp_path)}
+        listed = {p.name for p in folder.list_checkpoints(tmp_path)}
         assert listed == {names["not-a-temp"]}
-        removed = {p.name for p in ck.clean_stale_temps(tmp_path)}
+        removed = {p.name for p in atomic.clean_stale_temps(tmp_path)}
         assert removed == {names["dead"], names["old-style"]}
         assert sorted(os.listdir(tmp_path)) == sorted([names["alive"], names["mine"], names["not-a-temp"]])
     finally:
@@ -178,9 +180,9 @@ def test_full_disk_during_a_save_leaves_the_previous_checkpoints_intact(real, sm
     if disk is None:
         return full_disk_by_file_size_limit(real, tmp_path)
     ck.save_checkpoint(disk / "rnn_1_1_10.00_adam.safetensors", tensors, meta)
-    ck.atomic_link(disk / "rnn_1_1_10.00_adam.safetensors", disk / f"last{EXT}")
+    atomic.atomic_link(disk / "rnn_1_1_10.00_adam.safetensors", disk / f"last{EXT}")
     ck.save_checkpoint(disk / "rnn_1_2_9.00_adam.safetensors", tensors, meta)
-    ck.atomic_link(disk / "rnn_1_2_9.00_adam.safetensors", disk / f"last{EXT}")
+    atomic.atomic_link(disk / "rnn_1_2_9.00_adam.safetensors", disk / f"last{EXT}")
     before = checksums(disk)
     with pytest.raises(CheckpointError) as exc:
         ck.save_checkpoint(disk / "rnn_1_3_8.00_adam.safetensors", tensors, meta)
@@ -197,7 +199,7 @@ FSIZE_CHILD = textwrap.dedent(
     """
     import json, resource, signal, sys
     from pathlib import Path
-    from core import checkpoint as ck
+    from core.runs import checkpoint as ck
     from core.errors import CheckpointError
     folder, real = Path(sys.argv[1]), ck.load_checkpoint(sys.argv[2])
     ck.save_checkpoint(folder / "a.safetensors", real.tensors, real.meta)
@@ -290,7 +292,7 @@ def test_full_disk_during_training_stops_in_one_line_and_deletes_nothing(small_d
 def test_retention_keeps_the_newest_k_and_the_best_after_every_save(tmp_path):
     from engine_fixtures import tiny_config
 
-    from core.trainer import Trainer
+    from core.training.trainer import Trainer
 
     run = tmp_path / "run"
     saves: list[str] = []
@@ -310,14 +312,14 @@ def test_retention_keeps_the_newest_k_and_the_best_after_every_save(tmp_path):
     cfg = tiny_config(keep=2, eval_every=2, max_steps=14, sample_on_eval=False, lr=0.05)
     Trainer(cfg, run, on_event=on_event).run()
     assert len(saves) >= 6
-    for path in ck.list_checkpoints(run):
+    for path in folder.list_checkpoints(run):
         load_checkpoint(path)
 
 
 def test_a_checkpoint_that_could_not_be_loaded_is_never_written(real, tmp_path):
     """NaN weights, or an optimizer state that does not fit: refused before the write; last unchanged."""
     ck.save_checkpoint(tmp_path / "good.safetensors", real.tensors, real.meta)
-    ck.atomic_link(tmp_path / "good.safetensors", tmp_path / f"last{EXT}")
+    atomic.atomic_link(tmp_path / "good.safetensors", tmp_path / f"last{EXT}")
     before = checksums(tmp_path)
     nan = dict(real.tensors)
     nan["model.head.bias"] = nan["model.head.bias"].clone()

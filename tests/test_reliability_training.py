@@ -17,9 +17,11 @@ import pytest
 import torch
 from engine_fixtures import tiny_config, train_tiny
 
-from core.checkpoint import EXT, TMP_PREFIX, list_checkpoints, load_checkpoint, read_meta
 from core.errors import CheckpointError, PoemError
-from core.trainer import Trainer
+from core.runs.atomic import TMP_PREFIX
+from core.runs.checkpoint import EXT, load_checkpoint, read_meta
+from core.runs.folder import list_checkpoints
+from core.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD = Path(__file__).with_name("reliability_child.py")
@@ -439,7 +441,7 @@ def test_the_corpus_change_message_names_both_vocabulary_sizes(user_corpus_run, 
 def test_resuming_a_checkpoint_without_training_state_is_one_line(user_corpus_run, tmp_path):
     from safetensors.torch import load, save
 
-    from core.checkpoint import META_KEY
+    from core.runs.checkpoint import META_KEY
 
     last, _, _ = user_corpus_run
     data = last.read_bytes()

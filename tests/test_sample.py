@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import SeedError
-from core.quality import has_char_over, has_repeated_line, is_valid_form, split_lines
-from core.sample import Sampler, SampleSettings
+from core.generation.quality import has_char_over, has_repeated_line, is_valid_form, split_lines
+from core.generation.sampler import Sampler
+from core.generation.settings import SampleSettings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMON = "山水月日风花春秋人天云江"
@@ -154,7 +155,7 @@ def test_bf16_sampling_keeps_the_callers_model_and_agrees_with_fp32(tiny_checkpo
     """precision bf16 samples from a copy; its poems keep the form, its log-probabilities track fp32's."""
     import torch
 
-    from core.checkpoint import load_checkpoint
+    from core.runs.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(tiny_checkpoint)
     model = ckpt.build_model("cpu")

@@ -14,8 +14,8 @@ import pytest
 import torch
 from engine_fixtures import tiny_config, train_tiny
 
-from core.checkpoint import load_checkpoint, read_meta
-from core.trainer import Trainer, validate_fields
+from core.runs.checkpoint import load_checkpoint, read_meta
+from core.training.trainer import Trainer, validate_fields
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -211,7 +211,8 @@ def test_signal_saves_a_final_checkpoint(tmp_path, sig, status):
 
 
 def test_numpy_backend_trains_resumes_and_its_checkpoint_generates(tmp_path):
-    from core.sample import Sampler, SampleSettings
+    from core.generation.sampler import Sampler
+    from core.generation.settings import SampleSettings
 
     events = []
     summary = train_tiny(tmp_path / "np", events, backend="numpy", max_steps=6, eval_every=3)

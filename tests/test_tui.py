@@ -28,7 +28,7 @@ from textual.widgets import DataTable, Input, Select, Static
 
 from core.corpus.vocab import Vocab
 from core.gelv import Gelv, pattern_by_name
-from core.sample import Sampler
+from core.generation.sampler import Sampler
 from poemtui import catalog
 from poemtui.app import PoemApp
 from poemtui.screens.checkpoints import CheckpointsScreen

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from core.sample import SampleSettings
-from core.trainer import TrainConfig, Trainer
+from core.generation.settings import SampleSettings
+from core.training.trainer import TrainConfig, Trainer
 from poemtui.app import PoemApp
 from poemtui.screens.generate import GenerateScreen
 from poemtui.tones import tone_view

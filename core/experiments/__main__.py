@@ -22,7 +22,6 @@ import signal
 import sys
 from pathlib import Path
 
-from core.backends import OPTIMIZERS
 from core.cli import ArgumentParser, print_json, run
 from core.errors import PoemError
 from core.experiments import results as out
@@ -36,6 +35,7 @@ from core.experiments.optimizers import (
 )
 from core.experiments.runs import Budget, RunSpec, parse_extra_flags, slug
 from core.experiments.symmetry import SCHEMES, InitSettings, run_init_experiment
+from core.training.backends import OPTIMIZERS
 
 
 def _csv(kind):

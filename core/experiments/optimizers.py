@@ -3,7 +3,7 @@
 Every optimizer trains the same model from the same seed (so the same initial weights and batch order) for
 the same budget; only the optimizer and its learning rate differ. The learning rate of each optimizer is the
 winner of a small sweep (LR_GRID: three values per optimizer, short runs), given explicitly, or
-core.trainer.DEFAULT_LR.
+core.training.trainer.DEFAULT_LR.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.config import DEFAULT_LR, OPTIMIZERS, PRESETS, TrainConfig
 from core.errors import PoemError
 from core.experiments.runs import (
     LR_GRID,
@@ -28,6 +27,7 @@ from core.experiments.runs import (
     run_all,
     run_state,
 )
+from core.training.settings import DEFAULT_LR, OPTIMIZERS, PRESETS, TrainConfig
 
 NEVER = 1_000_000  # --lr-patience that never runs out: the learning rate stays constant
 

@@ -178,7 +178,7 @@ def model_text(s: dict) -> str:
 LR_SOURCES = {
     "sweep": "chosen by the sweep below",
     "given": "given on the command line",
-    "default": "core.trainer.DEFAULT_LR",
+    "default": "core.training.trainer.DEFAULT_LR",
 }
 
 

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import OPTIMIZERS, PRESETS, RESUME_OVERRIDABLE
 from core.errors import PoemError
-from core.runlog import read_events
+from core.runs.metrics import read_events
+from core.training.settings import OPTIMIZERS, PRESETS, RESUME_OVERRIDABLE
 
 # A run whose last event is `done` with one of these statuses has finished its budget.
 FINISHED = ("finished", "max_steps", "time_limit", "early_stopped")
@@ -258,7 +258,7 @@ def _describe_change(was: dict, now: dict) -> str:
 
 def _checkpoint_elapsed(path: Path) -> float:
     """Training seconds a checkpoint has used; 0 when unreadable (resuming will then say what is wrong)."""
-    from core.checkpoint import read_meta
+    from core.runs.checkpoint import read_meta
 
     try:
         return float(read_meta(path)["progress"].get("elapsed_s", 0.0))

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from core.backends import make_torch_optimizer
 from core.corpus import load_corpus, poem_batches
-from core.evaluate import evaluate
 from core.lstm import LSTM
 from core.model import INIT_SCHEMES, ModelConfig, PoetryLM
+from core.training.backends import make_torch_optimizer
+from core.training.perplexity import evaluate
 
 SCHEMES = ("zeros", "default", "uniform", "xavier")
 FORMAT = 2  # of a scheme's cached result; older ones are computed again

@@ -34,4 +34,4 @@ __all__ = [
     "rates",
 ]
 
-rates = quality  # the name core.quality.gelv_metrics imports
+rates = quality  # the name core.generation.quality.gelv_metrics imports

@@ -17,7 +17,8 @@ from textual.widgets import Footer, Header, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from core.errors import PoemError
-from core.sample import Sampler, SampleSettings
+from core.generation.sampler import Sampler
+from core.generation.settings import SampleSettings
 from poemtui import catalog
 from poemtui.messages import PoemsGrew
 from poemtui.screens.save_poems import SavePoemsScreen

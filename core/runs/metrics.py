@@ -47,6 +47,6 @@ def trim_metrics(path: Path, step: int) -> None:
         if not after:
             kept.append(line)
     if kept != lines:
-        from core.checkpoint import atomic_write_bytes
+        from core.runs.atomic import atomic_write_bytes
 
         atomic_write_bytes(path, "".join(kept).encode("utf-8"))

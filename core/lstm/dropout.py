@@ -1,7 +1,7 @@
 """Dropout for the model and between the LSTM's layers: torch's semantics (inverted dropout, off in eval),
 torch's random state, a mask that depends on each unit's logical position only.
 
-On CPU in float32/float64, where core/csrc/dropout.cpp builds, the mask comes from a counter-based
+On CPU in float32/float64, where core/lstm/csrc/dropout.cpp builds, the mask comes from a counter-based
 generator (Philox, as on GPUs) keyed by a seed drawn from torch's default generator: ~50x cheaper than
 torch's bernoulli_ here (a third of a millisecond instead of 9 for one [64, 49, 512] activation, three per
 training step), no mask is stored (backward regenerates it), and `torch.manual_seed` or a checkpoint's saved
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core import native
+from core.lstm import native
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True, rows=None, logical_rows: int | None = None):
@@ -42,7 +42,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True, rows=None, logical
 
 
 class Dropout(nn.Module):
-    """nn.Dropout's place in a model, with core.dropout's mask."""
+    """nn.Dropout's place in a model, with core.lstm.dropout's mask."""
 
     def __init__(self, p: float = 0.5):
         super().__init__()

@@ -1,9 +1,9 @@
-// The time loops of core/lstm.py's fused LSTM layer in C++: per step one matrix product (oneDNN's, through
+// The time loops of core/lstm/fused.py's LSTM layer in C++: per step one matrix product (oneDNN's, through
 // the dispatcher, exactly as the Python loop calls it) and one pass over the rows for all the elementwise
 // work, instead of a dozen small torch kernels and their Python dispatch. Same equations, same packed layout,
-// same buffers as _FusedLayer (core/lstm.py), which falls back to its Python loops when this does not build.
+// same buffers as FusedLayer (core/lstm/fused.py), which falls back to its Python loops when this does not build.
 //
-// Registered as torch.ops.poemtui_lstm.{forward,backward}; built on first use by core/native.py.
+// Registered as torch.ops.poemtui_lstm.{forward,backward}; built on first use by core/lstm/native.py.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -48,7 +48,7 @@ inline T sigmoid(T x) {
 }
 
 template <typename T>
-inline T tanh_of(T x) {  // 2σ(2x) - 1, as core/lstm.py's _tanh
+inline T tanh_of(T x) {  // 2σ(2x) - 1, as core/lstm/loops.py's tanh
   return T(2) * sigmoid(T(2) * x) - T(1);
 }
 
@@ -336,7 +336,7 @@ at::Tensor contiguous_transpose(const at::Tensor& w) {
 }
 
 // A plain [rows, cols] tensor over the memory of a oneDNN (mkldnn-layout) tensor, which it keeps alive:
-// written as any tensor, read by oneDNN's kernels in place (core/matmul.py: no conversion copy).
+// written as any tensor, read by oneDNN's kernels in place (core/lstm/matmul.py: no conversion copy).
 at::Tensor onednn_dense_view(const at::Tensor& t) {
   static auto data_ptr =
       c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::data_ptr", "").typed<int64_t(const at::Tensor&)>();

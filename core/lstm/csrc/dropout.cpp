@@ -11,7 +11,7 @@
 // cuRAND and torch's CUDA generator use. Element e of a row with id r in a matrix of C columns takes counter
 // block (r * C + e) / 4, lane (r * C + e) % 4; it is kept when that 32-bit draw is >= p * 2^32.
 //
-// Registered as torch.ops.poemtui_lstm.dropout; core/dropout.py is its autograd wrapper.
+// Registered as torch.ops.poemtui_lstm.dropout; core/lstm/dropout.py is its autograd wrapper.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>

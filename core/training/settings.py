@@ -186,7 +186,7 @@ PRESETS: dict[str, dict] = {
         # docs/results/optimizers-tang300.md: RMSprop's per-coordinate steps suit 2,265 mostly rare characters
         # (best of eight optimizers, each at its swept lr); halving the lr after 2 evaluations without
         # improvement: dev ppl 288.7 against 328.7 for Adam at 3e-3 (both in float32, torch's dropout masks;
-        # 296.8 against 325.3 with core.dropout's)
+        # 296.8 against 325.3 with core.lstm.dropout's)
         optimizer="rmsprop",
         lr=3e-3,
         lr_patience=2,

@@ -1,24 +1,13 @@
 """Writing poems with a trained model: `<bos>` + seed characters, then one character at a time.
 
 Sampling is softmax(a/τ) (the assignment's temperature) with optional top-k, top-p and a repetition penalty,
-and N poems are sampled together in one batch. A small state machine per poem masks the vocabulary so that
-the result has the shape the user asked for:
-
-- form "auto" (the default): the model chooses 5 or 7 characters per line with its first line and 4 or 8
-  lines, then every line has that length, "，" ends odd lines, "。" even ones, and `<eos>` follows;
-- form 5 or 7 with lines 4 or 8: exactly that (五绝, 七绝, 五律, 七律);
-- form "free": the model's own lines (3-11 characters), ending cleanly after a "。" (at least 4 lines);
-- an acrostic (藏头诗) puts its k-th character at the head of line k;
-- no character more than `max_repeats` times, and no line twice (the report's poems repeated one line).
-Seed characters pass through the same machine, so a seed that cannot start such a poem is refused early.
+and N poems are sampled together in one batch; core.generation.form keeps each poem in its shape.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-from collections import Counter
-from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -26,179 +15,9 @@ import torch.nn.functional as F
 from core.corpus import normalize_text
 from core.corpus.vocab import BOS, EOS, PAD, UNK
 from core.errors import PoemError, SeedError
+from core.generation.form import LINE_ENDS, PoemForm
+from core.generation.settings import Poem, SampleSettings
 from core.model import resolve_precision
-
-LINE_ENDS = "，。？！；"
-FINAL_ENDS = "。？！"
-FREE_MIN_LINE, FREE_MAX_LINE = 3, 11
-
-
-@dataclass
-class SampleSettings:
-    start: str = ""  # seed characters (normalised like the corpus)
-    temperature: float = 0.8  # softmax(logits / τ); τ ≤ 0.01 is greedy
-    top_k: int = 0  # 0: off
-    top_p: float = 0.9  # nucleus; 1.0: off
-    repetition_penalty: float = 1.1  # >1 discourages characters already in the poem; 1.0: off
-    form: str = "auto"  # "auto", "free", "5" or "7"
-    lines: int | None = None  # 4 or 8 with a numeric form (default 4); auto: the model's choice
-    acrostic: str = ""  # 藏头诗: line k starts with the k-th character
-    num: int = 1
-    seed: int | None = None
-    max_repeats: int = 3  # a character at most this many times per poem (0: no limit)
-    max_chars: int = 120  # of a free-form poem, punctuation included
-    unk: str = "error"  # "error": unknown seed characters are refused; "skip": dropped with a warning
-    gelv: bool = False  # 格律: tones follow a regulated pattern, rhyme positions share a 平水韵 group
-    rhyme: str | None = None  # with gelv: the rhyme group (e.g. "东"); None: the first rhyme fixes it
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class Poem:
-    text: str
-    logprobs: list[float] = field(default_factory=list)  # model log-probability of each generated character
-    pattern: str | None = None  # with gelv: the tone pattern followed
-    conflicts: list[dict] = field(default_factory=list)  # with gelv: seed/acrostic characters that break it
-
-    @property
-    def mean_logprob(self) -> float:
-        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else 0.0
-
-    def lines(self) -> list[str]:
-        out, cur = [], ""
-        for ch in self.text:
-            cur += ch
-            if ch in LINE_ENDS:
-                out.append(cur)
-                cur = ""
-        return out + ([cur] if cur else [])
-
-    def to_dict(self) -> dict:
-        out = {
-            "text": self.text,
-            "logprobs": [round(x, 4) for x in self.logprobs],
-            "mean_logprob": round(self.mean_logprob, 4),
-        }
-        if self.pattern is not None:
-            out.update(pattern=self.pattern, conflicts=self.conflicts)
-        return out
-
-
-class _Shape:
-    """Which tokens may come next for one poem, given what it holds so far."""
-
-    def __init__(self, settings: SampleSettings, stoi: dict[str, int]):
-        self.form = settings.form
-        self.n = int(settings.form) if settings.form in ("5", "7") else None
-        self.total_lines = settings.lines if self.n else None
-        if self.n and self.total_lines is None:
-            self.total_lines = 4
-        self.acrostic = [stoi[c] for c in settings.acrostic]
-        self.max_repeats = settings.max_repeats
-        self.max_chars = settings.max_chars
-        self.comma, self.period = stoi["，"], stoi["。"]
-        self.line_end_ids = {stoi[c] for c in LINE_ENDS if c in stoi}
-        self.final_end_ids = {stoi[c] for c in FINAL_ENDS if c in stoi}
-        # state
-        self.lines_done = 0
-        self.line: list[int] = []
-        self.finished_lines: list[tuple[int, ...]] = []
-        self.counts: Counter[int] = Counter()
-        self.length = 0
-        self.last = BOS
-        self.done = False
-        self.gelv = None  # a core.gelv GelvConstraint when sampling regulated verse
-        self.itos: list[str] = []
-        self.priming = False  # True while the seed is fed: its characters are imposed, not sampled
-
-    def _line_len(self) -> int | None:
-        """The line length this poem is bound to (None while an auto form's first line is open)."""
-        if self.n:
-            return self.n
-        if self.form == "auto" and self.finished_lines:
-            return len(self.finished_lines[0])
-        return None
-
-    def _end_mark(self) -> int:
-        return self.comma if self.lines_done % 2 == 0 else self.period
-
-    def rule(self) -> tuple[str, object]:
-        """("force", token) or ("choose", (lengths-ok-to-end, may_eos)) for the next position."""
-        k = len(self.line)
-        if self.n or self.form == "auto":
-            target = self._line_len()
-            limit = self.total_lines
-            if self.form == "auto" and limit is None:
-                # the model picks 4 or 8 lines (more when the acrostic needs them)
-                if self.lines_done in (4, 8) and k == 0:
-                    if self.lines_done >= len(self.acrostic) and self.lines_done == 4:
-                        return "choose", ("eos_or_content", None)
-                    if self.lines_done >= len(self.acrostic):
-                        return "force", EOS
-                limit = 8
-            if k == 0 and self.lines_done == limit:
-                return "force", EOS
-            if target is not None and k == target:
-                return "force", self._end_mark()
-            if target is None and k == 7:
-                return "force", self._end_mark()
-            if k == 0 and self.lines_done < len(self.acrostic):
-                return "force", self.acrostic[self.lines_done]
-            if target is None and k == 5:
-                return "choose", ("content_or_end", self._end_mark())
-            return "choose", ("content", None)
-        # free form
-        if k == 0 and self.lines_done < len(self.acrostic):
-            return "force", self.acrostic[self.lines_done]
-        if k == 0:
-            may_end = self.last in self.final_end_ids and self.lines_done >= 4 and self.lines_done % 2 == 0
-            if self.length >= self.max_chars - FREE_MAX_LINE - 1 and may_end:
-                return "force", EOS
-            return "choose", ("eos_or_content" if may_end else "content", None)
-        if k >= FREE_MAX_LINE or self.length >= self.max_chars - 1:
-            return "force", self._end_mark()
-        if k >= FREE_MIN_LINE:
-            return "choose", ("content_or_any_end", None)
-        return "choose", ("content", None)
-
-    def banned(self) -> set[int]:
-        """Content tokens this poem may not take now: over-used characters, a line's duplicate ending."""
-        out = {t for t, c in self.counts.items() if self.max_repeats and c >= self.max_repeats}
-        target = self._line_len()
-        if target is not None and len(self.line) == target - 1:
-            prefix = tuple(self.line)
-            out |= {line[-1] for line in self.finished_lines if line[:-1] == prefix}
-        return out
-
-    def advance(self, token: int) -> None:
-        self.last = token
-        if token == EOS:
-            self.done = True
-            return
-        self.length += 1
-        if token in self.line_end_ids:
-            self.finished_lines.append(tuple(self.line))
-            self.line = []
-            self.lines_done += 1
-        else:
-            self.line.append(token)
-            self.counts[token] += 1
-            if self.gelv is not None:
-                forced = self.priming or (self.lines_done < len(self.acrostic) and len(self.line) == 1)
-                self.gelv.push(self.itos[token], forced=forced)
-
-    def allows(self, token: int, content: torch.Tensor) -> bool:
-        kind, arg = self.rule()
-        if kind == "force":
-            return token == arg
-        what, mark = arg
-        if token == EOS:
-            return what == "eos_or_content"
-        if token in self.line_end_ids:
-            return (what == "content_or_end" and token == mark) or what == "content_or_any_end"
-        return bool(content[token]) and token not in self.banned()
 
 
 class Sampler:
@@ -236,7 +55,7 @@ class Sampler:
 
     @classmethod
     def from_checkpoint(cls, path, device="cpu", precision: str = "auto") -> Sampler:
-        from core.checkpoint import load_checkpoint
+        from core.runs.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path, map_location=device)
         script = ckpt.meta.get("corpus", {}).get("options", {}).get("script", "simplified")
@@ -272,9 +91,9 @@ class Sampler:
                 return f"; did you mean 「{alt}」?"
         return " (try another character, or --unk skip)"
 
-    def _prime(self, settings: SampleSettings, start_ids: list[int], pattern=None) -> _Shape:
+    def _prime(self, settings: SampleSettings, start_ids: list[int], pattern=None) -> PoemForm:
         """Run the seed through the shape rules, refusing a seed that cannot begin such a poem."""
-        shape = _Shape(settings, self.vocab.stoi)
+        shape = PoemForm(settings, self.vocab.stoi)
         if pattern is not None:
             from core.gelv.constrain import GelvConstraint
 
@@ -355,7 +174,7 @@ class Sampler:
 
     # --- sampling -----------------------------------------------------------------------------------------
 
-    def _mask_row(self, shape: _Shape) -> torch.Tensor | int:
+    def _mask_row(self, shape: PoemForm) -> torch.Tensor | int:
         kind, arg = shape.rule()
         if kind == "force":
             return arg

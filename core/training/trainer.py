@@ -18,10 +18,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import checkpoint as ck
-from core import distributed as dist
-from core.backends import NumpyBackend, TorchBackend
-from core.config import (  # noqa: F401  (re-exported: the CLI, the workbench and tests import them here)
+from core.corpus import batches_for_mode, load_corpus
+from core.corpus.vocab import UNK
+from core.errors import CheckpointError, PoemError
+from core.model import resolve_precision
+from core.runs import checkpoint as ck
+from core.runs import validate
+from core.runs.folder import BEST, LAST, RunFolder, checkpoint_name
+from core.training import distributed as dist
+from core.training.backends import NumpyBackend, TorchBackend
+from core.training.perplexity import result_from_sums
+from core.training.settings import (  # noqa: F401  (re-exported: the CLI, the workbench and tests import them here)
     DEFAULT_LR,
     OPTIMIZERS,
     PRESETS,
@@ -31,11 +38,6 @@ from core.config import (  # noqa: F401  (re-exported: the CLI, the workbench an
     default_run_name,
     validate_fields,
 )
-from core.corpus import batches_for_mode, load_corpus
-from core.corpus.vocab import UNK
-from core.errors import CheckpointError, PoemError
-from core.evaluate import result_from_sums
-from core.model import resolve_precision
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,6 +93,7 @@ class Trainer:
         stop: StopRequested | None = None,
     ):
         self.run_dir = Path(run_dir)
+        self.folder = RunFolder(self.run_dir)
         self.on_event = on_event or (lambda e: None)
         self.stop = stop if stop is not None else StopRequested()
         self.progress = Progress()
@@ -104,7 +107,7 @@ class Trainer:
 
         ckpt = ck.load_checkpoint(resume) if resume else None
         if ckpt is not None:
-            ck.check_resumable(ckpt)
+            validate.check_resumable(ckpt)
             self.ignored_flags = _ignored_on_resume(cfg)
             cfg = TrainConfig.from_dict({**ckpt.meta["train"], **_overrides(cfg)})
         cfg.validate()
@@ -214,7 +217,8 @@ class Trainer:
     def sample(self) -> str | None:
         if not self.cfg.sample_on_eval or not dist.is_main():
             return None
-        from core.sample import Sampler, SampleSettings
+        from core.generation.sampler import Sampler
+        from core.generation.settings import SampleSettings
 
         gen = torch.Generator().manual_seed(self.progress.step)  # own stream: training RNG untouched
         sampler = Sampler(self.model, self.vocab, device=self.device)
@@ -233,7 +237,7 @@ class Trainer:
         """Write a checkpoint for the current state, point last (and best) at it, apply retention."""
         self.progress.elapsed_s = self._elapsed()
         p = self.progress
-        name = ck.checkpoint_name(*self.position(), dev["dev_ppl"], self.cfg.optimizer)
+        name = checkpoint_name(*self.position(), dev["dev_ppl"], self.cfg.optimizer)
         if best:
             p.best_path = name
         self._saved_step = p.step
@@ -243,10 +247,10 @@ class Trainer:
         tensors, optimizer_info = self.backend.state()
         tensors.update(rng_tensors())
         size = ck.save_checkpoint(path, tensors, self._meta(dev, optimizer_info))
-        ck.atomic_link(path, self.run_dir / f"last{ck.EXT}")
+        self.folder.point(LAST, path)
         if best:
-            ck.atomic_link(path, self.run_dir / f"best{ck.EXT}")
-        self._retain()
+            self.folder.point(BEST, path)
+        self.folder.retain(self.cfg.keep, protect={self.progress.best_path})
         epoch, batch = self.position()
         self.emit(
             "checkpoint",
@@ -259,16 +263,6 @@ class Trainer:
             bytes=size,
         )
         return path
-
-    def _retain(self) -> None:
-        """Keep the newest `keep` checkpoints and the best; delete the others (only after a save)."""
-        if self.cfg.keep <= 0:
-            return
-        files = sorted(self.run_dir.glob(f"rnn_*{ck.EXT}"), key=_position_in_name)
-        protected = {self.progress.best_path} | {f.name for f in files[-self.cfg.keep :]}
-        for f in files:
-            if f.name not in protected:
-                f.unlink(missing_ok=True)
 
     # --- the loop ----------------------------------------------------------------------------------------
 
@@ -306,7 +300,7 @@ class Trainer:
         except PoemError as exc:
             self.emit("error", message=str(exc), step=p.step)
             raise
-        last = self.run_dir / f"last{ck.EXT}"
+        last = self.folder.pointer(LAST)
         summary = {
             "status": status,
             "epoch": self.position()[0],
@@ -461,15 +455,6 @@ class Trainer:
         if improved or p.evals % c.save_every == 0:
             self.save(dev, best=improved)
         return c.patience > 0 and p.bad_evals >= c.patience
-
-
-def _position_in_name(path: Path) -> tuple[int, int]:
-    """(epoch, batch) from rnn_<epoch>_<batch>_<ppl>_<opt>: retention orders by training progress."""
-    try:
-        epoch, batch = path.name.split("_")[1:3]
-        return int(epoch), int(batch)
-    except ValueError:
-        return (-1, -1)
 
 
 def _rare_tokens(encoded: list[list[int]], vocab_size: int) -> torch.Tensor:

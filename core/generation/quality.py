@@ -15,7 +15,7 @@ from collections import Counter
 
 import torch
 
-from core.sample import LINE_ENDS, Sampler, SampleSettings
+from core.generation.sampler import LINE_ENDS, Sampler, SampleSettings
 
 ASSIGNMENT_STARTS = "日红山夜湖海月"
 

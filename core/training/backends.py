@@ -13,12 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from core import checkpoint as ck
-from core import distributed as dist
-from core.config import OPTIMIZERS
 from core.errors import CheckpointError, PoemError
-from core.evaluate import score_poems
 from core.model import ModelConfig, PoetryLM, token_cross_entropy
+from core.runs import checkpoint as ck
+from core.runs import state_json
+from core.training import distributed as dist
+from core.training.perplexity import score_poems
+from core.training.settings import OPTIMIZERS
 
 
 def make_torch_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
@@ -109,7 +110,7 @@ class TorchBackend:
         return self.model
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        tensors, info = ck.flatten_optimizer(self.optimizer.state_dict())
+        tensors, info = state_json.flatten_optimizer(self.optimizer.state_dict())
         return {**ck.model_tensors(self.model), **tensors}, info
 
     def restore(self, ckpt: ck.Checkpoint) -> None:
@@ -123,7 +124,8 @@ class TorchBackend:
 
 
 class NumpyBackend:
-    """The assignment's bonus: gradients from docs/lstm-derivatives.md (core.numpy_lm), NumPy optimizers.
+    """The assignment's bonus: gradients from docs/lstm-derivatives.md (core.reference.numpy_lm), NumPy
+    optimizers.
 
     Weights start as a PoetryLM initialised the same way, so both backends begin from the same point for
     the same seed. Evaluation and sampling copy the weights into that torch model: the definition of
@@ -143,8 +145,8 @@ class NumpyBackend:
         device: torch.device,
         seed: int,
     ):
-        from core import numpy_optim
-        from core.numpy_lm import NumpyLM
+        from core.reference import numpy_optim
+        from core.reference.numpy_lm import NumpyLM
 
         if device.type != "cpu":
             raise PoemError("--backend numpy runs on the CPU; use --device cpu")
@@ -216,7 +218,7 @@ class NumpyBackend:
         return {**ck.model_tensors(self.torch_model()), **tensors}, {"numpy": info}
 
     def restore(self, ckpt: ck.Checkpoint) -> None:
-        from core.numpy_lm import NumpyLM
+        from core.reference.numpy_lm import NumpyLM
 
         state = _with_tied(ckpt.model_state, self.model.cfg.tie_weights)
         self.model.load_state_dict(state)

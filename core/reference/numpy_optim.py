@@ -228,9 +228,9 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "
 
 
 def make_optimizer(name: str, lr: float, *, momentum: float = 0.9, weight_decay: float = 0.0) -> Optimizer:
-    """By name, as core.trainer spells them, with torch.optim's defaults for everything else.
+    """By name, as core.training.trainer spells them, with torch.optim's defaults for everything else.
 
-    As in core.trainer, "adamw" uses weight decay 0.01 when none is given.
+    As in core.training.trainer, "adamw" uses weight decay 0.01 when none is given.
     """
     if name == "sgd":
         return SGD(lr, weight_decay)

@@ -1,5 +1,5 @@
 // torch's large CPU tensors from plain malloc, so that glibc can hand a freed block straight to the next
-// request of its size (core/memory.py says why).
+// request of its size (core/training/memory.py says why).
 //
 // torch's own CPU allocator takes every block with posix_memalign(64). glibc before 2.38 serves an aligned
 // request by carving it out of a chunk larger than the request (size + alignment + a header), and a freed

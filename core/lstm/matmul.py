@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from core import native
+from core.lstm import native
 
 
 def autocast_dtype(x) -> torch.dtype | None:
@@ -69,7 +69,7 @@ class FullPrecision:
 
     @property
     def mode(self) -> int:
-        """How core/csrc/lstm_loops.cpp names these products: 0 torch's, 1 oneDNN's."""
+        """How core/lstm/csrc/lstm_loops.cpp names these products: 0 torch's, 1 oneDNN's."""
         return 1 if self.onednn else 0
 
     def weight(self, w, rows: int):
@@ -85,7 +85,7 @@ class FullPrecision:
 
     def linear_add(self, x, w, other):
         """other + x @ w^T, written over other (w may come from weight()). On oneDNN the sum is a separate
-        pass: its fused "add" makes the product itself slower (core/csrc/lstm_loops.cpp, "mode 1")."""
+        pass: its fused "add" makes the product itself slower (core/lstm/csrc/lstm_loops.cpp, "mode 1")."""
         if self.onednn:
             return other.add_(self.linear(x, w))
         return other.addmm_(x, w.t())
@@ -151,7 +151,7 @@ class LowPrecision:
 
     dtype: torch.dtype
     onednn: bool = False  # weight() prepacks for oneDNN's kernel (on CPU: 1.5x faster at one step's size)
-    mode = 2  # core/csrc/lstm_loops.cpp: bf16 operands, w already rounded by weight()
+    mode = 2  # core/lstm/csrc/lstm_loops.cpp: bf16 operands, w already rounded by weight()
     _twins: Twins = field(default_factory=Twins, repr=False, compare=False)  # rounded_twin's copies
 
     def weight(self, w, rows: int):
@@ -208,7 +208,7 @@ class LowPrecision:
 
 def contiguous(w):
     """w.contiguous(), for a transposed weight W^T by the compiled tiled copy where it is built (~2x faster
-    than torch's strided copy on CPU; core/csrc/lstm_loops.cpp)."""
+    than torch's strided copy on CPU; core/lstm/csrc/lstm_loops.cpp)."""
     if w.is_contiguous() or w.dim() != 2 or not w.t().is_contiguous() or w.device.type != "cpu":
         return w.contiguous()
     ops = native.lstm_loops()

@@ -6,7 +6,7 @@ gigabyte (activations, logits, gradients), so every step touches brand-new memor
 per step. Two changes remove them:
 
 - glibc keeps large blocks in its heap (mallopt: no mmap per block, no trimming), and
-- torch's tensors come from plain malloc (core/csrc/cpu_alloc.cpp) instead of posix_memalign, whose
+- torch's tensors come from plain malloc (core/lstm/csrc/cpu_alloc.cpp) instead of posix_memalign, whose
   blocks glibc < 2.38 cannot hand to the next request of the same size: with the heap kept, that alone
   grew the preset's RSS to 5.3 GB over a run.
 
@@ -45,12 +45,12 @@ def _libc():
 
 def keep_freed_memory() -> bool:
     """glibc: serve large blocks from the heap instead of one mmap each, and never shrink the heap by
-    itself; torch's tensors from plain malloc (core/csrc/cpu_alloc.cpp), which that heap reuses block for
+    itself; torch's tensors from plain malloc (core/lstm/csrc/cpu_alloc.cpp), which that heap reuses block for
     block. True if both took effect. Called by the programs that train (core.train, core.bench)."""
     libc = _libc()
     if libc is None or os.environ.get("POEMTUI_KEEP_MEMORY", "1") == "0":
         return False
-    from core import native
+    from core.lstm import native
 
     ops = native.lstm_loops()
     if ops is None or not ops.malloc_cpu_allocations():

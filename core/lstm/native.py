@@ -1,14 +1,14 @@
-"""Our C++ (core/csrc/), built once per machine on first use: the fused LSTM's time loops
-(lstm_loops.cpp), dropout with a counter-based generator (dropout.cpp, used by core/dropout.py) and torch's
-CPU tensors from plain malloc (cpu_alloc.cpp, used by core/memory.py).
+"""Our C++ (core/lstm/csrc/), built once per machine on first use: the fused LSTM's time loops
+(lstm_loops.cpp), dropout with a counter-based generator (dropout.cpp, used by core/lstm/dropout.py) and
+torch's CPU tensors from plain malloc (cpu_alloc.cpp, used by core/training/memory.py).
 
 In Python every step of the loop costs a dozen small torch kernels, each a pass over the gates and a trip
-through the dispatcher; in C++ a step is one matrix product and one pass of elementwise work. Building
-takes ~15 s with g++ and ninja (torch.utils.cpp_extension; cached under ~/.cache/torch_extensions or
-$TORCH_EXTENSIONS_DIR). Where there is no compiler, or POEMTUI_NATIVE=0, the Python loops of core/lstm.py
-compute the same numbers, slower, and memory stays as glibc and torch keep it.
+through the dispatcher; in C++ a step is one matrix product and one pass of elementwise work. Building takes
+~15 s with g++ and ninja (torch.utils.cpp_extension; cached under ~/.cache/torch_extensions or
+$TORCH_EXTENSIONS_DIR). Where there is no compiler, or POEMTUI_NATIVE=0, the Python loops of
+core/lstm/loops.py compute the same numbers, slower, and memory stays as glibc and torch keep it.
 
-`python -m core.native` builds it ahead of time and says which loops the fused LSTM will use.
+`python -m core.lstm` builds it ahead of time and says which loops the fused LSTM will use.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def lstm_loops():
 
 def onednn_dense_view():
     """torch.ops.poemtui_lstm.onednn_dense_view (a plain tensor over a oneDNN tensor's memory, for
-    core.matmul), or None where the library is missing or that memory is not laid out as a plain matrix."""
+    core.lstm.matmul), or None where the library is missing or that memory is not laid out as a plain
+    matrix."""
     ops = lstm_loops()
     return ops.onednn_dense_view if ops is not None and _dense_view_works(ops) else None
 
@@ -99,15 +100,3 @@ def _build():
         verbose=False,
     )
     return getattr(torch.ops, OPS)
-
-
-def main() -> int:
-    loops = lstm_loops()
-    print(
-        "compiled LSTM loops: " + ("built and loaded" if loops is not None else "unavailable, Python loops")
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
