@@ -49,7 +49,8 @@ def test_rel_error_is_scaled_by_the_largest_entry():
 
 
 def test_the_reports_forget_gate_formula_fails_the_check():
-    """Using C_t where (27) has C_{t-1} (the report's dh_t/df_t) must be caught, by orders of magnitude."""
+    """Using C_t where (29) has C_{t-1} (the report's dh_t/df_t, doc §9) must be caught, by orders of
+    magnitude."""
     rng = np.random.default_rng(3)
     params = random_params(12, 4, 5, 1, rng=rng)
     batch = random_batch(3, 5, 12, rng=rng)

@@ -120,7 +120,7 @@ def test_dropout_masks_follow_the_rng_and_vanish_in_eval():
 
 
 def test_zeros_init_learns_nothing_but_the_output_bias():
-    """docs/lstm-derivatives.md §9: with every weight 0, h_t ≡ 0, so only b_y gets a gradient."""
+    """docs/lstm-derivatives.md §10: with every parameter 0, h_t ≡ 0, so only b_y gets a gradient."""
     np_model = NumpyLM.from_torch_state(torch_model(2, init="zeros").state_dict(), dtype=np.float64)
     batch = random_batch(4, 6, VOCAB, rng=np.random.default_rng(5))
     opt = make_optimizer("sgd", 1.0)
@@ -133,7 +133,8 @@ def test_zeros_init_learns_nothing_but_the_output_bias():
 
 
 def test_constant_init_keeps_hidden_units_identical():
-    """§9: units that start equal get equal gradients, so they stay copies of one another."""
+    """docs/lstm-derivatives.md §10: units that start equal (rows and columns) get equal gradients, so they
+    stay copies of one another."""
     params = {name: np.full_like(p, 0.1) for name, p in torch_model(1).state_dict().items()}
     params = {k: v.astype(np.float64) for k, v in params.items()}
     np_model = NumpyLM(params, 1)

@@ -3,13 +3,14 @@
 Same model as core.model.PoetryLM: embedding -> dropout -> multi-layer LSTM (dropout between layers) ->
 dropout -> linear head -> softmax cross-entropy with temperature, over the real (unpadded) targets only.
 `forward` keeps every activation BPTT needs; `backward` applies the formulas of docs/lstm-derivatives.md,
-whose equation numbers, written (n), are cited next to the code that implements them. No torch in here:
+in the order of its step-by-step table (section 5), and the equation numbers, written (n), are cited next to
+the code that implements them. No torch in here:
 core.gradcheck proves these gradients against torch autograd.
 
-Parameters use the torch names, so weights copy across both ways: `embedding.weight` [V, E],
-`lstm.weight_ih_l{k}` [4H, I_k], `lstm.weight_hh_l{k}` [4H, H], `lstm.bias_l{k}` [4H], `head.weight` [V, H],
+Parameters use the torch names, so weights copy across both ways: `embedding.weight` [V, D],
+`lstm.weight_ih_l{k}` [4H, D_k], `lstm.weight_hh_l{k}` [4H, H], `lstm.bias_l{k}` [4H], `head.weight` [V, H],
 `head.bias` [V]. Along the 4H axis the gate blocks are i, f, g, o (torch's order); the document's W_f, W_i,
-W_C, W_o are the blocks f, i, g, o with the recurrent and input columns side by side (doc section 6):
+W_C, W_o are the blocks f, i, g, o with the recurrent and input columns side by side (doc section 7):
 
     W_i = [weight_hh[0:H]   | weight_ih[0:H]  ]      b_i = bias[0:H]
     W_f = [weight_hh[H:2H]  | weight_ih[H:2H] ]      b_f = bias[H:2H]
@@ -56,9 +57,9 @@ def _to_numpy(value, dtype) -> np.ndarray:
 
 @dataclass
 class LayerCache:
-    """What one LSTM layer's BPTT needs from its forward pass (doc section 4: "what every step keeps")."""
+    """What one LSTM layer's BPTT needs from its forward pass (doc section 5: "what every step keeps")."""
 
-    x: np.ndarray  # [T, B, I] layer input (after dropout)
+    x: np.ndarray  # [T, B, D] layer input (after dropout)
     h_prev: np.ndarray  # [T, B, H] h_{t-1} as fed to step t (frozen rows keep their last state)
     c_prev: np.ndarray  # [T, B, H] C_{t-1}
     gates: np.ndarray  # [T, B, 4H] i, f, g, o after their nonlinearities
@@ -168,7 +169,7 @@ class NumpyLM:
             raise ValueError("train=True with dropout needs an rng (numpy.random.Generator)")
 
         drop_masks: list[np.ndarray | None] = []
-        x = self.params[EMBEDDING][inputs]  # (32) x_t = E[s_t], a row lookup
+        x = self.params[EMBEDDING][inputs]  # (34) r_t = E[s_t], a row lookup; x_t = r̃_t after dropout (36)
         x = self._dropout(x, use_dropout, rng, drop_masks)
         layers = []
         for k in range(self.num_layers):
@@ -178,8 +179,8 @@ class NumpyLM:
 
         b_idx, t_idx = np.nonzero(mask.T)  # counted positions in batch-major order, as torch's logits[mask]
         head_input = x[t_idx, b_idx]  # [N, H]: the head only runs where a target counts
-        logits = head_input @ self.head_weight.T + self.params[HEAD_B]  # (19)
-        probs, loss_sum = _softmax_cross_entropy(logits, targets[t_idx, b_idx], temperature)  # (20)-(21)
+        logits = head_input @ self.head_weight.T + self.params[HEAD_B]  # (21)
+        probs, loss_sum = _softmax_cross_entropy(logits, targets[t_idx, b_idx], temperature)  # (22)-(23)
         tokens = len(t_idx)
         cache = Cache(
             inputs=inputs,
@@ -206,7 +207,7 @@ class NumpyLM:
         return x * keep
 
     def _lstm_layer(self, k: int, x: np.ndarray, active: np.ndarray):
-        """One layer over all steps: equations (1)-(7), rows past their length frozen (36)."""
+        """One layer over all steps: equations (1)-(7), rows past their length frozen (38)."""
         w_ih, w_hh, b = self.params[weight_ih(k)], self.params[weight_hh(k)], self.params[bias(k)]
         steps, batch, _ = x.shape
         hs = self.hidden_size
@@ -243,61 +244,61 @@ class NumpyLM:
         grads: dict[str, np.ndarray] = {}
         t_idx, b_idx = cache.positions
         steps, batch = cache.inputs.shape
-        # (22) ∂ℓ/∂a = (p - y) / τ for each counted position; the loss is the mean over N positions.
+        # (24) ∂ℓ/∂u = (p - y) / τ for each counted position; the loss is the mean over N positions.
         d_logits = cache.probs.copy()
         d_logits[np.arange(cache.tokens), cache.target_ids] -= 1.0
         d_logits /= cache.temperature * max(cache.tokens, 1)
-        grads[HEAD_W] = d_logits.T @ cache.head_input  # (23)
-        grads[HEAD_B] = d_logits.sum(axis=0)  # (24)
+        grads[HEAD_W] = d_logits.T @ cache.head_input  # (25)
+        grads[HEAD_B] = d_logits.sum(axis=0)  # (26)
         d_out = np.zeros((steps, batch, self.hidden_size), dtype=d_logits.dtype)
-        d_out[t_idx, b_idx] = d_logits @ self.head_weight  # (25) the direct part of δh_t
+        d_out[t_idx, b_idx] = d_logits @ self.head_weight  # (27) ∂L/∂h̃_t, at the head's input
         drop_masks = cache.drop_masks
         for k in reversed(range(self.num_layers)):
             if drop_masks[k + 1] is not None:
-                d_out *= drop_masks[k + 1]  # (34) dropout after layer k
+                d_out *= drop_masks[k + 1]  # (36) back through layer k's dropout: the direct part of δh_t
             d_out, grads[weight_ih(k)], grads[weight_hh(k)], grads[bias(k)] = self._lstm_layer_backward(
                 k, d_out, cache.layers[k], cache.active
             )
         if drop_masks[0] is not None:
-            d_out *= drop_masks[0]  # (34) dropout on the embedding
-        grads[EMBEDDING] = _embedding_grad(cache.inputs, d_out, self.vocab_size)  # (32)
+            d_out *= drop_masks[0]  # (36) back through the embedding's dropout: δr_t
+        grads[EMBEDDING] = _embedding_grad(cache.inputs, d_out, self.vocab_size)  # (34)
         if self.tie_weights:
             grads[EMBEDDING] += grads.pop(HEAD_W)  # one matrix used twice: the two gradients add up
         return {name: grads[name] for name in self.parameter_names()}
 
     def _lstm_layer_backward(self, k: int, d_out: np.ndarray, lc: LayerCache, active: np.ndarray):
-        """BPTT through one layer (section 4): δh and δC run backward, parameter gradients sum over t."""
+        """BPTT through one layer (doc section 5, lines 14-21): δh, δC run backward; gradients sum over t."""
         w_ih, w_hh = self.params[weight_ih(k)], self.params[weight_hh(k)]
         steps, batch, hs = d_out.shape
         d_pre = np.empty((steps, batch, 4 * hs), dtype=d_out.dtype)  # δa_t, the four gate pre-activations
-        dh_next = np.zeros((batch, hs), dtype=d_out.dtype)  # (35) recurrent part of δh_t, from step t+1
-        dc_next = np.zeros((batch, hs), dtype=d_out.dtype)  # (26) ε_{t+1} ⊙ f_{t+1}, from step t+1
+        dh_next = np.zeros((batch, hs), dtype=d_out.dtype)  # (37) recurrent part of δh_t, from step t+1
+        dc_next = np.zeros((batch, hs), dtype=d_out.dtype)  # (28) ε_{t+1} ⊙ f_{t+1}, from step t+1
         for t in reversed(range(steps)):
             step_on = active[t]
             gates = lc.gates[t]
             i, f, g, o = gates[:, :hs], gates[:, hs : 2 * hs], gates[:, 2 * hs : 3 * hs], gates[:, 3 * hs :]
             tanh_c = lc.tanh_c[t]
-            dh = d_out[t] + dh_next  # (35) δh_t = direct + recurrent
-            dc = dh * o * (1.0 - tanh_c**2) + dc_next  # (26) ε_t = ∂L/∂C_t
+            dh = d_out[t] + dh_next  # (37) δh_t = direct + recurrent
+            dc = dh * o * (1.0 - tanh_c**2) + dc_next  # (28) ε_t = ∂L/∂C_t
             da = d_pre[t]
-            da[:, :hs] = dc * g * i * (1.0 - i)  # (27) δi_t = ε_t ⊙ C̄_t, (28) times σ'
-            da[:, hs : 2 * hs] = dc * lc.c_prev[t] * f * (1.0 - f)  # (27) δf_t = ε_t ⊙ C_{t-1}, (28)
-            da[:, 2 * hs : 3 * hs] = dc * i * (1.0 - g**2)  # (27) δC̄_t = ε_t ⊙ i_t, (28) times tanh'
-            da[:, 3 * hs :] = dh * tanh_c * o * (1.0 - o)  # (27) δo_t = δh_t ⊙ tanh(C_t), (28)
-            da *= step_on  # (36) a frozen step (t >= length) computes nothing
-            # (29) δh_{t-1} = W^hᵀ δa_t and (26) ε_t ⊙ f_t; (36) frozen steps pass both through unchanged.
+            da[:, :hs] = dc * g * i * (1.0 - i)  # (29) δi_t = ε_t ⊙ C̄_t, (30) times σ'
+            da[:, hs : 2 * hs] = dc * lc.c_prev[t] * f * (1.0 - f)  # (29) δf_t = ε_t ⊙ C_{t-1}, (30)
+            da[:, 2 * hs : 3 * hs] = dc * i * (1.0 - g**2)  # (29) δC̄_t = ε_t ⊙ i_t, (30) times tanh'
+            da[:, 3 * hs :] = dh * tanh_c * o * (1.0 - o)  # (29) δo_t = δh_t ⊙ tanh(C_t), (30)
+            da *= step_on  # (38) a frozen step (t >= length) computes nothing
+            # (31) δh_{t-1} = W^hᵀ δa_t and (28) ε_t ⊙ f_t; (38) frozen steps pass both through unchanged.
             dh_next = np.where(step_on, da @ w_hh, dh_next)
             dc_next = np.where(step_on, dc * f, dc_next)
         flat_pre = d_pre.reshape(steps * batch, 4 * hs)
-        d_w_ih = flat_pre.T @ lc.x.reshape(steps * batch, -1)  # (30) input columns of Σ_t δa_t z_tᵀ
-        d_w_hh = flat_pre.T @ lc.h_prev.reshape(steps * batch, hs)  # (30) recurrent columns
-        d_b = flat_pre.sum(axis=0)  # (31)
-        d_x = (flat_pre @ w_ih).reshape(steps, batch, -1)  # (29) δx_t = W^xᵀ δa_t, (33) to the layer below
+        d_w_ih = flat_pre.T @ lc.x.reshape(steps * batch, -1)  # (32) input columns of Σ_t δa_t z_tᵀ
+        d_w_hh = flat_pre.T @ lc.h_prev.reshape(steps * batch, hs)  # (32) recurrent columns
+        d_b = flat_pre.sum(axis=0)  # (33)
+        d_x = (flat_pre @ w_ih).reshape(steps, batch, -1)  # (31) δx_t = W^xᵀ δa_t, (35) to the layer below
         return d_x, d_w_ih, d_w_hh, d_b
 
 
 def _softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, temperature: float):
-    """p = softmax(a / τ) row-wise (20) and Σ -log p[target] (21), stable (max subtracted)."""
+    """p = softmax(u / τ) row-wise (22) and Σ -log p[target] (23), stable (max subtracted)."""
     scaled = logits if temperature == 1.0 else logits / temperature
     scaled -= scaled.max(axis=1, keepdims=True)
     target_scores = scaled[np.arange(len(targets)), targets]
@@ -308,7 +309,7 @@ def _softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, temperature:
 
 
 def _embedding_grad(inputs: np.ndarray, d_x: np.ndarray, vocab_size: int) -> np.ndarray:
-    """(32) ∂L/∂E[v] = Σ over the steps that read token v of δx_t: a scatter-add by token id."""
+    """(34) ∂L/∂E[v] = Σ over the steps that read token v of δr_t (δx_t through (36)): a scatter-add."""
     grad = np.zeros((vocab_size, d_x.shape[-1]), dtype=d_x.dtype)
     np.add.at(grad, inputs.reshape(-1), d_x.reshape(-1, d_x.shape[-1]))
     return grad
