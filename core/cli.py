@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from core.errors import PoemError
-from core.versions import require_torch
+from core.runs.versions import require_torch
 
 EXIT_USER = 2
 

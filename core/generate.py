@@ -14,50 +14,16 @@ from pathlib import Path
 from core.cli import ArgumentParser, print_json, run
 from core.generation.sampler import Sampler
 from core.generation.settings import SampleSettings
+from core.options import add_flags, given
 from core.runs.folder import resolve_checkpoint
 
 ASSIGNMENT_STARTS = "日红山夜湖海月"
 
 
 def build_parser() -> ArgumentParser:
-    d = SampleSettings()
     p = ArgumentParser(prog="python -m core.generate", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path, help="a .safetensors checkpoint (or a run folder: its best)")
-    p.add_argument("--start", default="", help="the first characters of the poem")
-    p.add_argument("--temperature", "-t", type=float, default=d.temperature, help="softmax(a/τ); 0 is greedy")
-    p.add_argument("--top-k", type=int, default=d.top_k, help="sample among the k likeliest (0: off)")
-    p.add_argument("--top-p", type=float, default=d.top_p, help="nucleus sampling mass (1: off)")
-    p.add_argument(
-        "--repetition-penalty",
-        type=float,
-        default=d.repetition_penalty,
-        help="divide the logits of characters already used (1: off)",
-    )
-    p.add_argument(
-        "--max-repeats", type=int, default=d.max_repeats, help="a character at most N times (0: off)"
-    )
-    p.add_argument(
-        "--form",
-        default=d.form,
-        choices=["auto", "free", "5", "7"],
-        help="auto: 5 or 7 characters a line, 4 or 8 lines, the model's choice; 5/7: fixed; free",
-    )
-    p.add_argument("--lines", type=int, choices=[4, 8], help="lines with --form 5|7 (default 4)")
-    p.add_argument("--acrostic", default="", help="藏头诗: line k begins with the k-th character")
-    p.add_argument("--num", "-n", type=int, default=1, help="how many poems (sampled together)")
-    p.add_argument("--seed", type=int, help="random seed for reproducible poems")
-    p.add_argument(
-        "--unk",
-        choices=["error", "skip"],
-        default="error",
-        help="seed characters the model does not know: refuse (default) or drop with a warning",
-    )
-    p.add_argument(
-        "--gelv",
-        action="store_true",
-        help="格律: follow a regulated tone pattern and rhyme in one 平水韵 group (needs --form 5|7)",
-    )
-    p.add_argument("--rhyme", help="with --gelv: the rhyme group, e.g. 东 (default: the first rhyme decides)")
+    add_flags(p, SampleSettings)  # each sampling setting parsed and range-checked as it is read
     p.add_argument("--assignment", action="store_true", help="one poem for each of " + ASSIGNMENT_STARTS)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument(
@@ -114,6 +80,8 @@ def benchmark(path: Path, repeats: int, device: str, precision: str = "auto") ->
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    base = {k: v for k, v in given(args, SampleSettings).items() if k != "start"}
+    SampleSettings(**base).check()  # settings that do not go together: refused before the model loads
     if args.benchmark:
         result = benchmark(resolve_checkpoint(args.checkpoint), args.benchmark, args.device, args.precision)
         if args.json:
@@ -130,21 +98,6 @@ def main(argv: list[str] | None = None) -> int:
         resolve_checkpoint(args.checkpoint), device=args.device, precision=args.precision
     )
     load_s = time.perf_counter() - t0
-    base = dict(
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty,
-        max_repeats=args.max_repeats,
-        form=args.form,
-        lines=args.lines,
-        acrostic=args.acrostic,
-        num=args.num,
-        seed=args.seed,
-        unk=args.unk,
-        gelv=args.gelv,
-        rhyme=args.rhyme,
-    )
     starts = list(ASSIGNMENT_STARTS) if args.assignment else [args.start]
     poems, warnings, used = [], [], None
     # One random stream across the starts: with a fresh stream per start, the same draws after the first

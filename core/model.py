@@ -8,7 +8,6 @@ gate order i, f, g, o; head.weight [V, H], head.bias [V].
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -16,39 +15,7 @@ from torch import nn
 
 from core.lstm import LSTM
 from core.lstm.dropout import Dropout
-
-
-@dataclass
-class ModelConfig:
-    vocab_size: int
-    embed_size: int = 256  # "is" in the assignment
-    hidden_size: int = 512  # "hs"
-    num_layers: int = 2
-    dropout: float = 0.2  # on the embedding, between layers and before the head; off in eval()
-    tie_weights: bool = False  # head.weight is embedding.weight (needs embed_size == hidden_size)
-    lstm_impl: str = "fused"  # "fused": hand-derived BPTT in one autograd node; "autograd": plain ops
-    init: str = "default"  # see INIT_SCHEMES
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
-        """PoetryLM's parameters in the order of model.parameters() (torch optimizers number them so)."""
-        v, e, h = self.vocab_size, self.embed_size, self.hidden_size
-        shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (v, e)}
-        for k in range(self.num_layers):
-            shapes[f"lstm.weight_ih_l{k}"] = (4 * h, e if k == 0 else h)
-            shapes[f"lstm.weight_hh_l{k}"] = (4 * h, h)
-            shapes[f"lstm.bias_l{k}"] = (4 * h,)
-        if not self.tie_weights:
-            shapes["head.weight"] = (v, h)
-        shapes["head.bias"] = (v,)
-        return shapes
+from core.model_config import INIT_SCHEMES, ModelConfig
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -167,7 +134,7 @@ def _init_zeros(model: PoetryLM) -> None:
         nn.init.zeros_(p)
 
 
-INIT_SCHEMES = {
+INITIALISERS = {
     "default": _init_default,
     "uniform": _init_uniform,
     "xavier": _init_xavier,
@@ -176,6 +143,6 @@ INIT_SCHEMES = {
 
 
 def init_weights(model: PoetryLM, scheme: str = "default") -> None:
-    if scheme not in INIT_SCHEMES:
+    if scheme not in INITIALISERS:
         raise ValueError(f"unknown init scheme {scheme!r}; choose from {', '.join(INIT_SCHEMES)}")
-    INIT_SCHEMES[scheme](model)
+    INITIALISERS[scheme](model)

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--checkpoints {args.checkpoints}: not a folder")
     from core.cli import fail
     from core.errors import PoemError
-    from core.versions import require_torch
+    from core.runs.versions import require_torch
 
     try:
         require_torch()  # before torch is imported: an old one must not even load a checkpoint

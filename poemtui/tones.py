@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.corpus.lines import LINE_ENDS, split_lines
 from core.gelv import Gelv, GelvError, pattern_by_name
-from core.generation.form import LINE_ENDS
 
 RHYME_MARK = "◎"
 SHOWN_FAULTS = 2  # fault messages spelled out in the verdict; the rest are counted
@@ -27,17 +27,6 @@ class ToneView:
     passed: bool | None = None  # None: not a regular-form poem, so not judged
 
 
-def split_lines(text: str) -> list[str]:
-    """The poem's lines, each keeping the punctuation that closes it."""
-    lines, current = [], ""
-    for ch in text:
-        current += ch
-        if ch in LINE_ENDS:
-            lines.append(current)
-            current = ""
-    return lines + ([current] if current else [])
-
-
 def body(line: str) -> str:
     return line.rstrip(LINE_ENDS)
 
@@ -45,7 +34,7 @@ def body(line: str) -> str:
 def tone_view(text: str, pattern: str | None = None, conflicts: list[dict] | tuple = ()) -> ToneView:
     """The tones of one poem; `pattern` (a 格律 poem's own pattern) is the one it is judged against."""
     gelv = Gelv.load()
-    lines = split_lines(text)
+    lines = split_lines(text, keep_marks=True)
     bodies = [body(line) for line in lines]
     try:
         wanted = pattern_by_name(pattern) if pattern else None

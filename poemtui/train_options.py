@@ -1,8 +1,9 @@
 """The training form's fields: how each is typed, parsed and checked, and how they become `core.train` flags.
 
-The checks are the engine's own (`core.training.settings.validate_fields`), so the form refuses exactly what
-the command line would refuse; this module only adds what a text box needs (is it a number at all?) and the
-checks that depend on this machine (does the corpus file exist, is there a CUDA device).
+Each field is a TrainConfig setting, declared once in core.training.settings (its label, kind, choices,
+range and help come from there), so the form refuses exactly what the command line would refuse; this
+module only adds the form's own fields (a corpus file, a run name) and the checks that depend on this
+machine (does the corpus file exist, is there a CUDA device).
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.corpus.buckets import CROPPED_MODES
-from core.training.settings import DEFAULT_LR, OPTIMIZERS, PRESETS, SEQ_MODES, TrainConfig, validate_fields
+from core.options import OptionError, brief
+from core.training.settings import DEFAULT_LR, PRESETS, RESUME_OVERRIDABLE, TrainConfig
 
 CORPORA = ("tang300", "quantangshi", "file")
 DEVICES = ("auto", "cpu", "cuda")
 FIRST_RUN_PRESET = "quick"
 
-# On resume the checkpoint's configuration wins; core.training honours these schedule settings given anew.
-RESUMABLE = ("epochs", "patience", "eval_every", "save_every", "device")
+# On resume the checkpoint's configuration wins; the trainer honours these schedule settings given anew.
+RESUMABLE = tuple(
+    n for n in ("epochs", "patience", "eval_every", "save_every", "device") if n in RESUME_OVERRIDABLE
+)
 
 
 @dataclass(frozen=True)
@@ -33,50 +37,22 @@ class Field:
     help: str = ""
 
 
+def setting_field(name: str, choices: tuple[str, ...] = (), help: str = "") -> Field:
+    """The form field of a TrainConfig setting, from its declaration."""
+    spec = TrainConfig.specs()[name]
+    choices = choices or tuple(map(str, spec.choices))
+    kind = "choice" if choices else {int: "int", float: "float"}.get(spec.kind, "text")
+    return Field(name, spec.label or name, kind, choices, spec.optional, help or spec.help)
+
+
 FIELDS: tuple[Field, ...] = (
-    Field(
-        "corpus",
-        "Corpus",
-        "choice",
-        CORPORA,
-        help="tang300 (唐诗三百首, 320 poems), quantangshi (全唐诗), or a file",
-    ),
+    setting_field("corpus", CORPORA, "tang300 (唐诗三百首, 320 poems), quantangshi (全唐诗), or a file"),
     Field(
         "corpus_file", "File", "text", help="a UTF-8 text file with one poem a line, or chinese-poetry JSON"
     ),
-    Field(
-        "seq_mode",
-        "Sequences",
-        "choice",
-        SEQ_MODES,
-        help="poem: one poem per row (bucketed by length); stream: poems joined, crops of the length "
-        "below; mixed: half the poems each way",
-    ),
-    Field("seq_len", "Length", "int", help="crop length in stream and mixed mode (characters)"),
-    Field("batch_size", "Batch size", "int", help="poems (or crops) per optimizer step"),
-    Field("embed_size", "Embedding", "int", help="size of each character's embedding vector"),
-    Field("hidden_size", "Hidden", "int", help="LSTM hidden size (the assignment's hs)"),
-    Field("num_layers", "Layers", "int", help="stacked LSTM layers"),
-    Field("dropout", "Dropout", "float", help="dropout probability in [0, 1) while training"),
-    Field(
-        "optimizer", "Optimizer", "choice", OPTIMIZERS, help="the update rule (docs/REPORT.md compares them)"
-    ),
-    Field("lr", "Learn. rate", "float", optional=True, help="learning rate; blank: the optimizer's default"),
-    Field("epochs", "Epochs", "int", help="passes over the training poems"),
-    Field(
-        "patience",
-        "Patience",
-        "int",
-        help="evaluations without a better dev perplexity before stopping (0: never)",
-    ),
-    Field("eval_every", "Eval every", "int", help="evaluate every N batches (0: at the end of each epoch)"),
-    Field(
-        "save_every",
-        "Save every",
-        "int",
-        help="save a checkpoint at every k-th evaluation (a new best always)",
-    ),
-    Field("device", "Device", "choice", DEVICES, help="auto: CUDA when there is one, else the CPU"),
+    *map(setting_field, ("seq_mode", "seq_len", "batch_size", "embed_size", "hidden_size", "num_layers")),
+    *map(setting_field, ("dropout", "optimizer", "lr", "epochs", "patience", "eval_every", "save_every")),
+    setting_field("device", DEVICES, "auto: CUDA when there is one, else the CPU"),
     Field(
         "run_name", "Run name", "text", optional=True, help="the run's folder; blank: date-corpus-optimizer"
     ),
@@ -112,25 +88,22 @@ def lr_placeholder(optimizer: str) -> str:
 
 
 def parse(raw: dict[str, str]) -> tuple[dict[str, object], dict[str, str]]:
-    """Text of each field -> (typed values, field -> problem); a field that does not parse is not checked."""
+    """Text of each field -> (typed values, field -> problem); a setting's text is parsed and range-checked
+    by its declaration (core.options.Spec.parse), the form's own fields are text."""
     values: dict[str, object] = {}
     problems: dict[str, str] = {}
+    specs = TrainConfig.specs()
     for name, text in raw.items():
-        spec = FIELD_BY_NAME[name]
-        text = text.strip()
-        if spec.kind in ("int", "float"):
-            if not text:
-                if spec.optional:
-                    values[name] = None
-                else:
-                    problems[name] = "required"
-                continue
-            try:
-                values[name] = int(text) if spec.kind == "int" else float(text)
-            except ValueError:
-                problems[name] = "not a whole number" if spec.kind == "int" else "not a number (e.g. 0.002)"
+        spec = specs.get(name)
+        if spec is None or (FIELD_BY_NAME[name].kind == "choice" and spec.kind is str):
+            values[name] = text.strip()
+        elif not text.strip() and not spec.optional:
+            problems[name] = "required"
         else:
-            values[name] = text
+            try:
+                values[name] = spec.parse(text)
+            except OptionError as exc:
+                problems[name] = brief(str(exc))
     return values, problems
 
 
@@ -145,12 +118,12 @@ def check(
 
     `cuda_available` may be a function: it is then asked only when the device field says cuda."""
     values, problems = parse(raw)
-    config = {**TrainConfig().to_dict(), **{k: v for k, v in values.items() if k in CONFIG_FIELDS}}
+    config = {k: v for k, v in values.items() if k in CONFIG_FIELDS and k not in problems}
     if values.get("corpus") == "file":
         config["corpus"] = str(values.get("corpus_file", ""))
-    for name, message in validate_fields(config).items():
+    for name, message in TrainConfig.problems(config).items():
         if name in FIELD_BY_NAME and name not in problems:
-            problems[name] = message
+            problems[name] = brief(message)
     if not resume and values.get("corpus") == "file":
         problems.update(_check_corpus_file(str(values.get("corpus_file", ""))))
     device = str(values.get("device", "auto"))

@@ -6,7 +6,8 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from core.training import distributed as dist
-from core.training.trainer import TrainConfig, Trainer
+from core.training.settings import TrainConfig
+from core.training.trainer import Trainer
 
 run_dir = Path(sys.argv[1])
 cfg = TrainConfig(
@@ -21,7 +22,7 @@ cfg = TrainConfig(
     seed=5,
     sample_on_eval=False,
 )
-trainer = Trainer(cfg, run_dir)
+trainer = Trainer.new(cfg, run_dir)
 summary = trainer.run()
 weights = {k: v.detach().contiguous() for k, v in trainer.model.state_dict().items()}
 save_file(weights, str(run_dir.parent / f"rank{dist.rank()}.safetensors"))

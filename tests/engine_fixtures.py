@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.training.trainer import TrainConfig, Trainer
+from core.training.settings import TrainConfig
+from core.training.trainer import Trainer
 
 TINY = dict(
     corpus="tang300",
@@ -30,11 +31,10 @@ def tiny_config(**overrides) -> TrainConfig:
 
 
 def train_tiny(run_dir: Path, events: list | None = None, resume: Path | None = None, **overrides) -> dict:
-    cfg = tiny_config(**overrides)
+    on_event = events.append if events is not None else None
     if resume is not None:
-        cfg._explicit = set(overrides)  # type: ignore[attr-defined]
-    trainer = Trainer(cfg, run_dir, on_event=(events.append if events is not None else None), resume=resume)
-    return trainer.run()
+        return Trainer.resume(resume, run_dir, overrides=overrides, on_event=on_event).run()
+    return Trainer.new(tiny_config(**overrides), run_dir, on_event=on_event).run()
 
 
 @pytest.fixture(scope="session")

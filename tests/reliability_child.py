@@ -27,9 +27,9 @@ def _saver_state(run_dir: Path):
     """What every forked child needs, imported and built once in the zygote (no torch computation yet)."""
     import torch._dynamo  # noqa: F401  (torch.optim imports it on first use: here, once, not per fork)
 
-    from core.runs import checkpoint  # noqa: F401
     from core.corpus import load_corpus
     from core.model import PoetryLM  # noqa: F401
+    from core.runs import checkpoint  # noqa: F401
 
     corpus = load_corpus("tang300")
     vocab = corpus.build_vocab()

@@ -10,10 +10,10 @@ from core.corpus.clean import (
     drop_reason,
     is_regular,
     normalize_text,
-    poem_lines,
     strip_notes,
     to_simplified,
 )
+from core.corpus.lines import split_lines
 
 
 def test_t2s_is_applied_and_traditional_keeps_the_source():
@@ -102,7 +102,7 @@ def test_regular_forms():
     assert not is_regular("白日依山尽，黄河入海流。欲穷千里目，更上一层楼")  # no final mark
     assert not is_regular("白日依山尽，黄河：入海流。欲穷千里目，更上一层楼。")  # a colon inside a line
     assert not is_regular("空山不见人，但闻人语响。返景入深林，复照青苔上。" * 3)  # 12 lines
-    assert poem_lines("床前明月光，疑是地上霜？") == ["床前明月光", "疑是地上霜"]
+    assert split_lines("床前明月光，疑是地上霜？") == ["床前明月光", "疑是地上霜"]
 
 
 def test_t2s_in_one_call_equals_one_call_per_poem():

@@ -7,8 +7,9 @@ import shutil
 import pytest
 
 from core.corpus import DROP_REASONS, SPLIT_SEED, load_corpus
-from core.corpus.clean import PUNCTUATION, is_hanzi, is_regular, poem_lines
+from core.corpus.clean import PUNCTUATION, is_hanzi, is_regular
 from core.corpus.fetch import MARKER, package_dir
+from core.corpus.lines import split_lines
 from core.errors import CorpusError
 
 DIGEST_SCRIPT = """
@@ -76,10 +77,10 @@ def test_splits_are_disjoint_and_deduplicated(tang300, quantangshi):
 
 def test_no_tang300_dev_poem_in_quantangshi_train(tang300, quantangshi):
     dev = set(tang300.splits["dev"])
-    dev_lines = {line for poem in dev for line in poem_lines(poem) if len(line) >= 5}
+    dev_lines = {line for poem in dev for line in split_lines(poem) if len(line) >= 5}
     for poem in quantangshi.splits["train"]:
         assert poem not in dev
-        assert not dev_lines & set(poem_lines(poem)), poem
+        assert not dev_lines & set(split_lines(poem)), poem
     assert quantangshi.dropped["tang300_dev_overlap"] > 0
 
 
@@ -119,8 +120,8 @@ def test_train_forms_all_widens_train_only(quantangshi):
     extra = wide.splits["train"][len(regular_train) :]
     assert len(extra) > 10000 and not all(is_regular(p) for p in extra)
     held_out = set(quantangshi.splits["dev"] + quantangshi.splits["test"])
-    held_lines = {line for p in held_out for line in poem_lines(p) if len(line) >= 5}
-    assert all(p not in held_out and not held_lines & set(poem_lines(p)) for p in extra)
+    held_lines = {line for p in held_out for line in split_lines(p) if len(line) >= 5}
+    assert all(p not in held_out and not held_lines & set(split_lines(p)) for p in extra)
     all_forms_train = set(load_corpus("quantangshi", forms="all").splits["train"])
     assert held_out & all_forms_train, "the guard guards nothing: no held-out poem is in all-forms train"
     assert wide.options == {**quantangshi.options, "train_forms": "all"}

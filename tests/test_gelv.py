@@ -16,7 +16,7 @@ from core.gelv import (
     pattern_by_name,
     patterns,
     patterns_for,
-    poem_lines,
+    read_regular_lines,
 )
 from core.gelv.checker import named_faults
 from core.gelv.patterns import FORMS, PING, ZE, opposite
@@ -194,12 +194,17 @@ def test_famous_regulated_poems_of_tang300_pass(gelv):
 def test_input_forms_agree(gelv, tang300):
     """Traditional or Simplified, punctuated, spaced or run together: the same lines."""
     traditional = next(p for p in tang300_poems() if p["title"] == "登高")["text"]  # the source's own text
-    lines = poem_lines(traditional)
+    lines = read_regular_lines(traditional)
     assert [len(line) for line in lines] == [7] * 8 and "".join(lines) not in traditional
     simplified = next(p for p in tang300.poems if p.startswith(lines[0]))
     run_together = "".join(lines)
     spaced = " ".join(lines[:4]) + "\n" + "\n".join(lines[4:])
-    assert poem_lines(simplified) == poem_lines(run_together) == poem_lines(spaced) == lines
+    assert (
+        read_regular_lines(simplified)
+        == read_regular_lines(run_together)
+        == read_regular_lines(spaced)
+        == lines
+    )
     assert gelv.check(traditional).to_json() == gelv.check(spaced).to_json()
 
 
@@ -343,7 +348,7 @@ def test_quality_rates_for_generated_poems(gelv, pool, tang300):
 
 def _regular(poem):
     try:
-        poem_lines(poem)
+        read_regular_lines(poem)
     except GelvError:
         return False
     return True

@@ -36,7 +36,7 @@ from core.errors import CheckpointError, PoemError
 from core.runs import checkpoint as ck
 from core.runs import validate
 from core.runs.checkpoint import META_KEY, load_checkpoint, read_meta
-from core.versions import MIN_TORCH, require_torch
+from core.runs.versions import MIN_TORCH, require_torch
 
 REPO = Path(__file__).resolve().parents[1]
 COUNTS: dict[str, int] = {}  # reported at the end of the fuzz tests (docs/RELIABILITY.md quotes them)

@@ -310,7 +310,7 @@ def test_retention_keeps_the_newest_k_and_the_best_after_every_save(tmp_path):
         assert os.path.samefile(run / f"best{EXT}", run / best[-1])
 
     cfg = tiny_config(keep=2, eval_every=2, max_steps=14, sample_on_eval=False, lr=0.05)
-    Trainer(cfg, run, on_event=on_event).run()
+    Trainer.new(cfg, run, on_event=on_event).run()
     assert len(saves) >= 6
     for path in folder.list_checkpoints(run):
         load_checkpoint(path)

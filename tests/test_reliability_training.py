@@ -293,7 +293,7 @@ def weights_and_steps(trainer: Trainer) -> tuple[dict, list]:
 
 def test_nan_loss_or_gradient_steps_are_skipped_and_counted(tmp_path):
     events, snapshots = [], {}
-    trainer = Trainer(tiny_config(max_steps=12, eval_every=0, sample_on_eval=False), tmp_path / "run")
+    trainer = Trainer.new(tiny_config(max_steps=12, eval_every=0, sample_on_eval=False), tmp_path / "run")
 
     def on_event(event):
         events.append(event)
@@ -320,7 +320,7 @@ def test_nan_loss_or_gradient_steps_are_skipped_and_counted(tmp_path):
 
 def test_k_nonfinite_steps_in_a_row_stop_training_with_the_last_good_checkpoint(tmp_path):
     run, events = tmp_path / "run", []
-    trainer = Trainer(
+    trainer = Trainer.new(
         tiny_config(eval_every=4, max_bad_steps=3, sample_on_eval=False), run, on_event=events.append
     )
     Poison(trainer, loss=set(range(7, 100)))
@@ -338,7 +338,7 @@ def test_k_nonfinite_steps_in_a_row_stop_training_with_the_last_good_checkpoint(
 def test_a_nan_dev_perplexity_never_becomes_best(tmp_path):
     run, events = tmp_path / "run", []
     cfg = tiny_config(eval_every=3, max_steps=9, patience=0, sample_on_eval=False)
-    trainer = Trainer(cfg, run, on_event=events.append)
+    trainer = Trainer.new(cfg, run, on_event=events.append)
     Poison(trainer, evals={0})  # the first evaluation's logits are NaN
     trainer.run()
     evals = [e for e in events if e["event"] == "eval" and e["scheduled"]]
@@ -356,7 +356,7 @@ def test_weights_gone_infinite_are_never_saved(tmp_path):
     refused, training stops in one line, and last is still the good checkpoint from before."""
     run, events = tmp_path / "run", []
     cfg = tiny_config(eval_every=8, max_bad_steps=100, sample_on_eval=False)
-    trainer = Trainer(cfg, run, on_event=events.append)
+    trainer = Trainer.new(cfg, run, on_event=events.append)
     Poison(trainer, weights_from=12)  # 16 batches an epoch: 12..16 are skipped, then the epoch ends
     with pytest.raises(CheckpointError) as exc:
         trainer.run()

@@ -11,10 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.corpus.lines import split_lines
 from core.errors import SeedError
-from core.generation.quality import has_char_over, has_repeated_line, is_valid_form, split_lines
+from core.generation.quality import has_char_over, has_repeated_line, is_valid_form
 from core.generation.sampler import Sampler
 from core.generation.settings import SampleSettings
+from core.options import OptionError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMON = "山水月日风花春秋人天云江"
@@ -145,7 +147,7 @@ def test_gelv_with_a_chosen_rhyme_group(sampler):
 
 
 def test_gelv_needs_a_form(sampler):
-    with pytest.raises(SeedError, match="form"):
+    with pytest.raises(OptionError, match="--gelv: needs a fixed form"):
         sampler.check(SampleSettings(gelv=True))
     with pytest.raises(SeedError, match="rhyme"):
         sampler.check(SampleSettings(form="5", gelv=True, rhyme="不是韵"))

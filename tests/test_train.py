@@ -15,7 +15,8 @@ import torch
 from engine_fixtures import tiny_config, train_tiny
 
 from core.runs.checkpoint import load_checkpoint, read_meta
-from core.training.trainer import Trainer, validate_fields
+from core.training.settings import TrainConfig
+from core.training.trainer import Trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,7 +29,7 @@ def run_cli(*args, timeout=120):
 
 def test_a_few_dozen_steps_lower_the_loss(tmp_path):
     events = []
-    trainer = Trainer(tiny_config(epochs=3, eval_every=0), tmp_path / "run", on_event=events.append)
+    trainer = Trainer.new(tiny_config(epochs=3, eval_every=0), tmp_path / "run", on_event=events.append)
     before = trainer.evaluate_dev()["dev_loss"]
     summary = trainer.run()
     losses = [e["loss"] for e in events if e["event"] == "batch"]
@@ -106,9 +107,9 @@ def test_resume_equals_one_uninterrupted_run(tmp_path, n_first, unk_rate, seq_mo
 
 
 def test_zero_learning_rate_is_refused():
-    assert "lr" in validate_fields({**tiny_config().to_dict(), "lr": 0})
-    assert "dropout" in validate_fields({**tiny_config().to_dict(), "dropout": 1.5})
-    assert validate_fields(tiny_config().to_dict()) == {}
+    assert "lr" in TrainConfig.problems({**tiny_config().to_dict(), "lr": 0})
+    assert "dropout" in TrainConfig.problems({**tiny_config().to_dict(), "dropout": 1.5})
+    assert TrainConfig.problems(tiny_config().to_dict()) == {}
 
 
 # --- the command line ---------------------------------------------------------------------------------------

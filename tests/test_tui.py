@@ -26,6 +26,7 @@ from safetensors.torch import save as st_save
 from textual.content import Content
 from textual.widgets import DataTable, Input, Select, Static
 
+from core.corpus.lines import split_lines
 from core.corpus.vocab import Vocab
 from core.gelv import Gelv, pattern_by_name
 from core.generation.sampler import Sampler
@@ -38,7 +39,7 @@ from poemtui.screens.save_poems import SavePoemsScreen
 from poemtui.screens.train_form import TrainFormScreen
 from poemtui.screens.train_live import LiveScreen
 from poemtui.screens.welcome import WelcomeScreen
-from poemtui.tones import body, split_lines
+from poemtui.tones import body
 from poemtui.training import train_command
 from poemtui.widgets.checkpoint_detail import CheckpointDetail
 from poemtui.widgets.poem_block import PoemBlock
@@ -162,7 +163,7 @@ async def test_command_palette_reaches_the_screens(tmp_path):
 
 
 def test_too_old_torch_is_refused_at_start_up_in_one_line(tmp_path, python_subprocess):
-    """An installed torch older than core.versions.MIN_TORCH: one line and exit 2, before any screen."""
+    """An installed torch older than core.runs.versions.MIN_TORCH: one line and exit 2, before any screen."""
     fake = tmp_path / "site" / "torch-2.9.0.dist-info"
     fake.mkdir(parents=True)
     (fake / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.9.0\n")
@@ -192,11 +193,13 @@ async def test_form_explains_bad_values_and_refuses_to_start(tmp_path):
         await type_into(pilot, "#field-batch_size", "abc")
         assert "whole number" in error("batch_size")
         await type_into(pilot, "#field-batch_size", "-3")
-        assert "must be > 0" in error("batch_size")
+        assert "must be ≥ 1" in error("batch_size")
         await type_into(pilot, "#field-dropout", "1.5")
         assert "[0, 1)" in error("dropout")
         await type_into(pilot, "#field-lr", "0")
-        assert "must be > 0" in error("lr")
+        assert "must be in (0" in error("lr")
+        await type_into(pilot, "#field-lr", "nan")
+        assert "finite" in error("lr")
         await type_into(pilot, "#field-epochs", "")
         assert "required" in error("epochs")
         form.query_one("#field-corpus", Select).value = "file"
@@ -251,7 +254,7 @@ def test_form_options_are_flags_core_train_accepts(tmp_path):
     assert problems == {}
     cmd = train_command(sys.executable, tmp_path / "run", opts.train_options(values))
     assert cmd[1:3] == ["-m", "core.train"]
-    cfg = config_from_args(build_parser().parse_args(cmd[3:]))
+    cfg, _ = config_from_args(build_parser().parse_args(cmd[3:]))
     assert (cfg.lr, cfg.epochs, cfg.seq_mode, cfg.seq_len, cfg.optimizer) == (
         0.003,
         4,
@@ -273,8 +276,8 @@ def test_a_preset_started_from_the_form_is_the_presets_whole_configuration(tmp_p
     values, problems = opts.check(raw, cuda_available=False, runs_root=tmp_path)
     assert problems == {}
     cmd = train_command(sys.executable, tmp_path / "run", opts.train_options(values, preset=preset))
-    from_form = config_from_args(build_parser().parse_args(cmd[3:]))
-    from_cli = config_from_args(build_parser().parse_args(["--preset", preset]))
+    from_form, _ = config_from_args(build_parser().parse_args(cmd[3:]))
+    from_cli, _ = config_from_args(build_parser().parse_args(["--preset", preset]))
     assert from_form == from_cli
 
 
@@ -713,7 +716,7 @@ async def test_generate_explains_bad_input_and_writes_the_asked_form(tmp_path, t
         assert "number" in text_of(gen.query_one("#row-temperature .field-error"))
         await type_into(pilot, "#field-temperature", "0.8", settle=0.3)
         await type_into(pilot, "#field-top_p", "1.5", settle=0.3)
-        assert "top-p" in seed_error()
+        assert "(0, 1]" in text_of(gen.query_one("#row-top_p .field-error"))
         await type_into(pilot, "#field-top_p", "0.9", settle=0.3)
 
         start = next(ch for ch in "春山月风花" if ch in vocab.stoi)
@@ -778,7 +781,7 @@ def marks_under(poem_row: str, marks_row: str) -> list[str]:
 
 def shown_rows(block: PoemBlock, text: str) -> list[tuple[str, str]]:
     """(row of the poem, the row under it) as the block shows `text`, a couplet per row."""
-    lines = split_lines(text)
+    lines = split_lines(text, keep_marks=True)
     rows = ["".join(lines[i : i + 2]) for i in range(0, len(lines), 2)]
     shown = text_of(block.query_one(".poem")).splitlines()
     out = []
@@ -821,28 +824,27 @@ async def test_gelv_poems_show_their_tones_rhymes_and_pattern(tmp_path, tiny_run
         await pilot.pause(0.3)
         assert form.value == "5" and not gen.query_one("#field-rhyme", Input).disabled
         assert "格律 needs a regular form" in toasts(app)
-        # Back to auto by hand: the engine's verdict under the seed, and nothing is written.
+        # Back to auto by hand: the declaration's verdict under the 格律 field, and nothing is written.
         form.value = "auto"
         await pilot.pause(0.4)
-        error = gen.query_one("#seed-error")
-        assert error.has_class("-shown") and "格律 needs a fixed form" in text_of(error)
+        assert "needs a fixed form" in text_of(gen.query_one("#row-gelv .field-error"))
         gen.query_one("#seed-input", Input).focus()
         await pilot.press("enter")
         await pilot.pause()
         assert gen.blocks == {}
         form.value = "5"
         await type_into(pilot, "#field-rhyme", "xx", settle=0.4)
-        assert "unknown rhyme group" in text_of(error)
+        assert "unknown rhyme group" in text_of(gen.query_one("#seed-error"))
 
         await type_into(pilot, "#field-rhyme", "东", settle=0.4)
         await type_into(pilot, "#field-num", "2", settle=0.1)
         await type_into(pilot, "#field-seed", "11", settle=0.4)
-        assert not error.has_class("-shown")
+        assert not gen.query_one("#seed-error").has_class("-shown")
         block = await write_poems(pilot, gen)
         assert "格律, rhyme 东" in text_of(block.query_one(".poem-heading"))
         shown = text_of(block.query_one(".poem"))
         for text, view in zip(block.texts, block.views, strict=True):
-            lines = [body(line) for line in split_lines(text)]
+            lines = [body(line) for line in split_lines(text, keep_marks=True)]
             assert len(lines) == 4 and all(len(line) == 5 for line in lines), text
             pattern = view.verdict.split(" · ")[0]
             assert pattern.startswith("五绝·") and pattern in shown

@@ -19,7 +19,8 @@ import pytest
 from textual.widgets import Input
 
 from core.generation.settings import SampleSettings
-from core.training.trainer import TrainConfig, Trainer
+from core.training.settings import TrainConfig
+from core.training.trainer import Trainer
 from poemtui.app import PoemApp
 from poemtui.screens.generate import GenerateScreen
 from poemtui.tones import tone_view
@@ -126,7 +127,7 @@ def build_run(root: Path, name: str, optimizer: str, ppls: list[float], t0: floa
     """Real checkpoints through Trainer.save, with the progress and the clock fixed."""
     run_dir = root / name
     run_dir.mkdir(parents=True)
-    trainer = Trainer(TrainConfig.from_dict({**CONFIG, "optimizer": optimizer}), run_dir)
+    trainer = Trainer.new(TrainConfig.from_dict({**CONFIG, "optimizer": optimizer}), run_dir)
     trainer._elapsed = lambda: 95.0  # a fixed clock: the files must not depend on how fast the fixture ran
     p = trainer.progress
     for i, ppl in enumerate(ppls):

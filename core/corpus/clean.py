@@ -22,6 +22,8 @@ from __future__ import annotations
 import functools
 import re
 
+from core.corpus.lines import LINE_ENDS, split_lines
+
 # Why a poem is dropped, in the order they are checked.
 DROP_REASONS = {
     "empty": "nothing left once the editorial notes are removed",
@@ -36,7 +38,6 @@ DROP_REASONS = {
 }
 
 PUNCTUATION = "，。？！；：、"
-LINE_ENDS = "，。？！；"
 # Half-width and small-form marks -> the full-width marks the corpus uses.
 _HALF_TO_FULL = str.maketrans(",.?!;:．｡､﹐﹑﹒﹖﹗﹔﹕", "，。？！；：。。、，、。？！；：")
 _QUOTES_AND_TITLES = "《》〈〉「」『』“”‘’\"'"
@@ -45,7 +46,6 @@ _FOOTNOTE_MARK = re.compile(r"[\[［][一二三四五六七八九十〇]+[\]］]
 _RESTORED = re.compile(r"[\[［]([^\[\]［］]*)[\]］]")
 _WHITESPACE = re.compile(r"\s+")
 _PUNCT_RUN = re.compile(f"([{PUNCTUATION}])[{PUNCTUATION}]+")
-_LINE_SPLIT = re.compile(f"[{LINE_ENDS}]")
 
 _PLACEHOLDERS = set("□■●○◯◻◼▢…⋯")
 _COMPOSITION = set("{}|/=+")
@@ -138,17 +138,11 @@ def drop_reason(text: str) -> str | None:
     return "other_symbol"
 
 
-def poem_lines(text: str) -> list[str]:
-    """The clauses of a poem: the pieces between ，。？！；."""
-    pieces = _LINE_SPLIT.split(text)
-    return pieces[:-1] if pieces and pieces[-1] == "" else pieces
-
-
 def is_regular(text: str) -> bool:
     """4 or 8 lines, all of 5 or all of 7 Chinese characters (jueju and lüshi), each ended by a mark."""
     if not text or text[-1] not in LINE_ENDS:
         return False
-    lines = poem_lines(text)
+    lines = split_lines(text)
     if len(lines) not in (4, 8):
         return False
     width = len(lines[0])

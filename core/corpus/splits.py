@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
-from core.corpus.clean import poem_lines
+from core.corpus.lines import split_lines
 
 SPLIT_SEED = 2019
 SPLIT_NAMES = ("train", "dev", "test")
@@ -55,12 +55,12 @@ def split_poems(
 
 
 def overlaps(text: str, texts: set[str], lines: set[str]) -> bool:
-    return text in texts or any(line in lines for line in poem_lines(text))
+    return text in texts or any(line in lines for line in split_lines(text))
 
 
 def remove_overlap(poems: list[str], guarded: list[str]) -> tuple[list[str], int]:
     """poems minus those equal to a guarded poem or sharing with one a line of 5+ characters."""
     texts = set(guarded)
-    lines = {line for text in guarded for line in poem_lines(text) if len(line) >= MIN_OVERLAP_LINE}
+    lines = {line for text in guarded for line in split_lines(text) if len(line) >= MIN_OVERLAP_LINE}
     kept = [text for text in poems if not overlaps(text, texts, lines)]
     return kept, len(poems) - len(kept)

@@ -136,14 +136,20 @@ def parse_extra_flags(extra: list[str]) -> dict:
     Returns TrainConfig field -> typed value."""
     if not extra:
         return {}
+    from core.options import given
     from core.train import build_parser
+    from core.training.settings import TrainConfig
 
-    parsed = vars(build_parser().parse_args(extra))
-    parsed.pop("checkpoints", None)  # core.train's one default; ours is --checkpoints of the experiment
-    refused = sorted(set(parsed) & set(CONTROLLED_FLAGS))
+    parser = build_parser()
+    args = parser.parse_args(extra)
+    parsed = given(args, TrainConfig)  # only the settings given: their flags have no default in namespace
+    others = {k for k, v in vars(args).items() if k not in parsed and v != parser.get_default(k)}
+    refused = sorted((set(parsed) | others) & set(CONTROLLED_FLAGS))
     if refused:
         names = ", ".join("--" + n.replace("_", "-") for n in refused)
         raise PoemError(f"{names}: set by the experiment itself (see python -m core.experiments --help)")
+    if others - set(CONTROLLED_FLAGS):
+        raise PoemError(f"{', '.join(sorted(others))}: not a training setting an experiment can pass on")
     return parsed
 
 

@@ -10,7 +10,7 @@
 See docs/GELV.md for the data, the rules and the sampler API (core.gelv.constrain).
 """
 
-from core.gelv.checker import Fault, Gelv, GelvResult, LineResult, check, poem_lines, quality
+from core.gelv.checker import Fault, Gelv, GelvResult, LineResult, check, quality, read_regular_lines
 from core.gelv.constrain import GelvConstraint, ToneMasks, patterns_for
 from core.gelv.data import GelvError
 from core.gelv.patterns import FORMS, Pattern, pattern_by_name, patterns
@@ -29,9 +29,9 @@ __all__ = [
     "pattern_by_name",
     "patterns",
     "patterns_for",
-    "poem_lines",
     "quality",
     "rates",
+    "read_regular_lines",
 ]
 
 rates = quality  # the name core.generation.quality.gelv_metrics imports

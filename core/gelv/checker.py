@@ -29,7 +29,7 @@ TE_AO_FROM, TE_AO = "平平平仄仄", "平平仄平仄"
 # ---------------------------------------------------------------- reading a poem
 
 
-def poem_lines(text: str) -> list[str]:
+def read_regular_lines(text: str) -> list[str]:
     """The lines of a regular-form poem, Simplified, from text with or without punctuation, newlines or
     spaces, in Simplified or Traditional characters. GelvError (one line, says why) otherwise."""
     from core.corpus.clean import is_hanzi, normalize_text, strip_notes
@@ -250,7 +250,7 @@ class Gelv:
 
     def check(self, poem: str | list[str], pattern: Pattern | None = None) -> GelvResult:
         """Check a poem (text, or its lines) against `pattern`, or against the best-matching one."""
-        lines = poem_lines(poem) if isinstance(poem, str) else list(poem)
+        lines = read_regular_lines(poem) if isinstance(poem, str) else list(poem)
         chars, n_lines = len(lines[0]), len(lines)
         if (chars, n_lines) not in FORMS or any(len(line) != chars for line in lines):
             raise GelvError(

@@ -10,7 +10,7 @@ import random
 import statistics
 from collections import Counter
 
-from core.gelv.checker import Gelv, GelvResult, poem_lines
+from core.gelv.checker import Gelv, GelvResult, read_regular_lines
 from core.gelv.data import GelvError
 
 # Famous regulated poems of 唐诗三百首, looked up by (title, author) in the corpus file.
@@ -147,7 +147,7 @@ def shuffled(poems: list[str], seed: int = 0) -> list[str]:
     out = []
     for poem in poems:
         try:
-            lines = poem_lines(poem)
+            lines = read_regular_lines(poem)
         except GelvError:
             continue
         chars = list("".join(lines))

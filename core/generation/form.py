@@ -18,11 +18,10 @@ from collections import Counter
 
 import torch
 
+from core.corpus.lines import FINAL_ENDS, LINE_ENDS
 from core.corpus.vocab import BOS, EOS
 from core.generation.settings import SampleSettings
 
-LINE_ENDS = "，。？！；"
-FINAL_ENDS = "。？！"
 FREE_MIN_LINE, FREE_MAX_LINE = 3, 11
 
 

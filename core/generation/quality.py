@@ -15,23 +15,11 @@ from collections import Counter
 
 import torch
 
-from core.generation.sampler import LINE_ENDS, Sampler, SampleSettings
+from core.corpus.lines import LINE_ENDS, split_lines
+from core.generation.sampler import Sampler
+from core.generation.settings import SampleSettings
 
 ASSIGNMENT_STARTS = "日红山夜湖海月"
-
-
-def split_lines(text: str) -> list[str]:
-    """The lines of a poem without their punctuation."""
-    lines, cur = [], ""
-    for ch in text:
-        if ch in LINE_ENDS:
-            lines.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    if cur:
-        lines.append(cur)
-    return lines
 
 
 def is_valid_form(text: str) -> bool:

@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from core.corpus import normalize_text
+from core.corpus.lines import LINE_ENDS
 from core.corpus.vocab import BOS, EOS, PAD, UNK
 from core.errors import PoemError, SeedError
-from core.generation.form import LINE_ENDS, PoemForm
+from core.generation.form import PoemForm
 from core.generation.settings import Poem, SampleSettings
 from core.model import resolve_precision
 
@@ -134,15 +135,9 @@ class Sampler:
         return [best[i] for i in torch.randint(len(best), (settings.num,), generator=generator).tolist()]
 
     def check(self, settings: SampleSettings) -> tuple[SampleSettings, list[str]]:
-        """Validate and normalise settings; returns them with any warnings."""
-        if settings.form not in ("auto", "free", "5", "7"):
-            raise SeedError(f"form must be auto, free, 5 or 7 (got {settings.form!r})")
-        if settings.lines is not None and settings.lines not in (4, 8):
-            raise SeedError(f"lines must be 4 or 8 (got {settings.lines})")
-        if not 1 <= settings.num <= 256:
-            raise SeedError(f"num must be between 1 and 256 (got {settings.num})")
-        if settings.temperature < 0 or not 0 < settings.top_p <= 1 or settings.top_k < 0:
-            raise SeedError("temperature ≥ 0, 0 < top-p ≤ 1 and top-k ≥ 0, please")
+        """Validate and normalise settings against this model (its vocabulary, the seed's fit to the form);
+        returns them with any warnings."""
+        settings.check()  # each value against its declaration (core.generation.settings)
         start, w1 = self.prepare_text(settings.start, "seed", settings.unk)
         acrostic, w2 = self.prepare_text(settings.acrostic, "acrostic", settings.unk)
         acrostic = "".join(ch for ch in acrostic if self.content[self.vocab.stoi[ch]])
@@ -158,10 +153,6 @@ class Sampler:
         s = SampleSettings(**{**settings.to_dict(), "start": start, "acrostic": acrostic})
         if s.form in ("5", "7") and s.lines is None:
             s.lines = 4
-        if s.gelv and s.form not in ("5", "7"):
-            raise SeedError("格律 (gelv) needs a fixed form: form 5 or 7, with 4 or 8 lines")
-        if s.rhyme and not s.gelv:
-            raise SeedError("a rhyme group goes with 格律 (gelv)")
         if s.rhyme:
             try:
                 self._tone_masks().gelv.resolve_group(s.rhyme)

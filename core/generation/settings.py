@@ -2,29 +2,74 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+
+from core.options import Options, option
+
+FORMS = ("auto", "free", "5", "7")
+MAX_POEMS = 256
 
 
 @dataclass
-class SampleSettings:
-    start: str = ""  # seed characters (normalised like the corpus)
-    temperature: float = 0.8  # softmax(logits / τ); τ ≤ 0.01 is greedy
-    top_k: int = 0  # 0: off
-    top_p: float = 0.9  # nucleus; 1.0: off
-    repetition_penalty: float = 1.1  # >1 discourages characters already in the poem; 1.0: off
-    form: str = "auto"  # "auto", "free", "5" or "7"
-    lines: int | None = None  # 4 or 8 with a numeric form (default 4); auto: the model's choice
-    acrostic: str = ""  # 藏头诗: line k starts with the k-th character
-    num: int = 1
-    seed: int | None = None
-    max_repeats: int = 3  # a character at most this many times per poem (0: no limit)
-    max_chars: int = 120  # of a free-form poem, punctuation included
-    unk: str = "error"  # "error": unknown seed characters are refused; "skip": dropped with a warning
-    gelv: bool = False  # 格律: tones follow a regulated pattern, rhyme positions share a 平水韵 group
-    rhyme: str | None = None  # with gelv: the rhyme group (e.g. "东"); None: the first rhyme fixes it
+class SampleSettings(Options):
+    start: str = option("", "the first characters of the poem (normalised like the corpus)", label="Seed")
+    temperature: float = option(
+        0.8, "softmax(logits / τ): low is safe and repetitive, high is daring (≤ 0.01: greedy)",
+        low=0, high=100, label="Temp.", aliases=("-t",),
+    )  # fmt: skip
+    top_k: int = option(0, "sample among the k likeliest characters only (0: off)", low=0, label="Top-k")
+    top_p: float = option(
+        0.9, "sample among the likeliest characters that make up this much probability (1: off)",
+        low=0, high=1, low_open=True, label="Top-p",
+    )  # fmt: skip
+    repetition_penalty: float = option(
+        1.1, "divide the logits of characters already in the poem by this (1: off)", low=1, high=100,
+        label="Penalty",
+    )  # fmt: skip
+    form: str = option(
+        "auto", "auto: 5 or 7 characters a line, 4 or 8 lines, the model's choice; 5 / 7: 绝句 or 律诗; "
+        "free: its own lines", choices=FORMS, label="Form",
+    )  # fmt: skip
+    lines: int | None = option(
+        None,
+        "with form 5 or 7: 4 lines (绝句) or 8 (律诗)",
+        choices=(4, 8),
+        none="4 with form 5|7",
+        label="Lines",
+    )
+    acrostic: str = option("", "藏头诗: line k starts with the k-th character", label="Acrostic")
+    num: int = option(
+        1, "how many poems to write at once", low=1, high=MAX_POEMS, label="Poems", aliases=("-n",)
+    )
+    seed: int | None = option(
+        None, "a number makes the poems repeatable", low=0, high=2**63 - 1, none="random", label="RNG seed"
+    )
+    max_repeats: int = option(
+        3, "a character at most this many times per poem (0: no limit)", low=0, high=100
+    )
+    max_chars: int = option(120, "of a free-form poem, punctuation included", low=16, high=1000)
+    unk: str = option(
+        "error", "seed characters the model does not know: refuse (error) or drop with a warning (skip)",
+        choices=("error", "skip"), label="Unknown",
+    )  # fmt: skip
+    gelv: bool = option(
+        False, "格律: tones follow a regulated pattern (平仄), rhymes share a 平水韵 group; needs form 5 "
+        "or 7", label="格律",
+    )  # fmt: skip
+    rhyme: str | None = option(
+        None, "with 格律: the 平水韵 group to rhyme in, e.g. 东 or 一东", none="any",
+        label="Rhyme",
+    )  # fmt: skip
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    @classmethod
+    def combination_problems(cls, values: dict) -> dict[str, str]:
+        if values.get("lines") is not None and values.get("form") not in ("5", "7"):
+            return {"lines": "goes with form 5 or 7"}
+        if values.get("gelv") and values.get("form") not in ("5", "7"):
+            return {"gelv": "needs a fixed form: form 5 or 7, with 4 or 8 lines"}
+        if values.get("rhyme") and not values.get("gelv"):
+            return {"rhyme": "goes with 格律 (gelv)"}
+        return {}
 
 
 @dataclass

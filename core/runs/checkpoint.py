@@ -36,7 +36,7 @@ from core.errors import CheckpointError
 from core.runs.atomic import atomic_write_bytes, clean_stale_temps
 from core.runs.state_json import dumps, from_json, unflatten_optimizer
 from core.runs.validate import check_layout, check_meta, check_tensors, short
-from core.versions import library_versions, require_torch
+from core.runs.versions import library_versions, require_torch
 
 FORMAT = "poemtui-checkpoint/1"
 EXT = ".safetensors"

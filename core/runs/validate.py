@@ -14,8 +14,6 @@ import torch
 from core.errors import CheckpointError
 
 MAX_TENSORS = 4096  # a checkpoint holds a few dozen
-MAX_LAYERS = 64
-MAX_WIDTH = 1 << 22  # vocabulary, embedding and hidden sizes
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 SCRIPTS = ("simplified", "traditional")
 PROGRESS_COUNTS = ("epoch", "batch", "step", "tokens_seen", "bad_evals", "evals", "skipped_steps")
@@ -61,33 +59,18 @@ def check_layout(header: dict, data_len: int, name: str) -> None:
 
 
 def _model_config(meta: dict, name: str):
-    """The ModelConfig of a checkpoint, every field checked: PoetryLM is built from it as is."""
-    from core.model import INIT_SCHEMES, ModelConfig
+    """The ModelConfig of a checkpoint, every field checked against its declaration (core.model_config):
+    PoetryLM is built from it as is."""
+    from core.model_config import ModelConfig
 
     m = meta["model"]
-    if not whole(m.get("vocab_size")):
-        raise CheckpointError(f"{name}: model vocab_size {short(m.get('vocab_size'))} is not a whole number")
-    cfg = ModelConfig.from_dict(m)
-    for key, low, high in (
-        ("vocab_size", 5, MAX_WIDTH),
-        ("embed_size", 1, MAX_WIDTH),
-        ("hidden_size", 1, MAX_WIDTH),
-        ("num_layers", 1, MAX_LAYERS),
-    ):
-        if not whole(getattr(cfg, key), low, high):
-            raise CheckpointError(
-                f"{name}: model {key} {short(getattr(cfg, key))} is not a whole number in [{low}, {high}]"
-            )
-    d = cfg.dropout
-    if not (isinstance(d, int | float) and not isinstance(d, bool) and 0 <= d < 1):
-        raise CheckpointError(f"{name}: model dropout {short(d)} is not in [0, 1)")
-    if not isinstance(cfg.tie_weights, bool) or (cfg.tie_weights and cfg.embed_size != cfg.hidden_size):
-        raise CheckpointError(f"{name}: model tie_weights {short(cfg.tie_weights)} does not fit its sizes")
-    if cfg.lstm_impl not in ("fused", "autograd"):
-        raise CheckpointError(f"{name}: unknown lstm_impl {short(cfg.lstm_impl)}")
-    if not isinstance(cfg.init, str) or cfg.init not in INIT_SCHEMES:
-        raise CheckpointError(f"{name}: unknown init {short(cfg.init)}")
-    return cfg
+    if "vocab_size" not in m:
+        raise CheckpointError(f"{name}: its model section lacks vocab_size")
+    problems = ModelConfig.problems({k: v for k, v in m.items() if k in ModelConfig.specs()})
+    if problems:
+        key, problem = next(iter(problems.items()))
+        raise CheckpointError(f"{name}: model {key} {problem}")
+    return ModelConfig.from_dict(m)
 
 
 def check_meta(meta: dict, name: str) -> None:
@@ -129,7 +112,7 @@ def _check_progress(p: dict, name: str) -> None:
     for key in PROGRESS_COUNTS:
         if key in p and not whole(p[key]):
             raise CheckpointError(f"{name}: progress {key} {short(p[key])} is not a whole number")
-    for key in ("best_dev_ppl", "elapsed_s", "dev_ppl", "dev_loss"):
+    for key in ("best_dev_ppl", "patience_best", "elapsed_s", "dev_ppl", "dev_loss"):
         if key in p and not (isinstance(p[key], int | float) and not isinstance(p[key], bool)):
             raise CheckpointError(f"{name}: progress {key} {short(p[key])} is not a number")
     best = p.get("best_path", "")
@@ -225,11 +208,15 @@ def check_resumable(ckpt) -> None:
         missing.append("the torch RNG state")
     if missing:
         raise CheckpointError(f"{name} cannot be resumed: it lacks {', '.join(missing)}")
+    from core.training.settings import TrainConfig
+
     train = meta["train"]
-    if not isinstance(train.get("corpus"), str) or not all(
-        isinstance(v, str | int | float | bool) or v is None for v in train.values()
-    ):
-        raise CheckpointError(f"{name} cannot be resumed: malformed training settings")
+    if not isinstance(train.get("corpus"), str):
+        raise CheckpointError(f"{name} cannot be resumed: its training settings name no corpus")
+    problems = TrainConfig.problems({k: v for k, v in train.items() if k in TrainConfig.specs()})
+    if problems:
+        key, problem = next(iter(problems.items()))
+        raise CheckpointError(f"{name} cannot be resumed: its training setting {key} {problem}")
 
 
 # --- what the tensors must be ----------------------------------------------------------------------------

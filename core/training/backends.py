@@ -66,6 +66,7 @@ class TorchBackend:
         self.device = device
         self.clip = clip
         # autocast: every matmul (output layer and LSTM) in bfloat16, the rest float32
+        self.precision = precision
         self.bf16 = precision == "bf16"
         self.model = PoetryLM(mcfg).to(device)
         self.optimizer = make_torch_optimizer(optimizer, self.model.parameters(), lr, momentum, weight_decay)
@@ -153,6 +154,7 @@ class NumpyBackend:
         if dist.world_size() > 1:
             raise PoemError("--backend numpy trains in one process; run it without torchrun")
         self.device = device
+        self.precision = "fp32"
         self.clip = clip
         self.model = PoetryLM(mcfg)
         self.net = NumpyLM.from_torch_state(

@@ -1,4 +1,5 @@
-"""Training settings: the TrainConfig dataclass, its validation, the presets, and default learning rates.
+"""Training settings: TrainConfig (each setting declared once, core.options), the presets, and default
+learning rates.
 
 Torch-free on purpose: the workbench's form and the command line read and check settings before (or
 without) loading torch, and a signal arriving during start-up has a StopRequested to land on.
@@ -6,18 +7,19 @@ without) loading torch, and a signal arriving during start-up has a StopRequeste
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.corpus.buckets import SEQ_MODES
-from core.errors import PoemError
+from core.corpus.load import FORMS
+from core.model_config import ModelConfig
+from core.options import Options, option, same_as
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw")
-INIT_SCHEMES = ("default", "uniform", "xavier", "zeros")  # core.model.INIT_SCHEMES implements them
+MODEL_FIELDS = tuple(name for name in ModelConfig.specs() if name != "vocab_size")
 
 # Learning rates chosen by the sweep in docs/REPORT.md (python -m core.experiments optimizers).
 DEFAULT_LR = {
@@ -32,144 +34,129 @@ DEFAULT_LR = {
 }
 
 
-@dataclass
-class TrainConfig:
-    # data
-    corpus: str = "quantangshi"
-    script: str = "simplified"
-    forms: str | None = None  # None: the corpus's default ("regular" for quantangshi)
-    train_forms: str | None = None  # None: as forms; "all": train also on the other forms (dev/test stay)
-    min_freq: int = 1
-    unk_rate: float = (
-        0.0  # replace train characters seen once with <unk> at this rate (learns where OOV goes)
+def _device_problem(name: str) -> str | None:
+    if name in ("auto", "cpu", "cuda"):
+        return None
+    index = name.removeprefix("cuda:")
+    return (
+        None if name.startswith("cuda:") and index.isdigit() else f"choose auto, cpu or cuda (got {name!r})"
     )
-    # "poem": one poem per row, bucketed; "stream": poems joined, crops of seq_len; "mixed": half each
-    seq_mode: str = "poem"
-    seq_len: int = 64
-    crops_per_batch: int = 0  # rows of a batch of crops (stream, mixed); 0: batch_size
-    batch_size: int = 64
-    # model
-    embed_size: int = 256
-    hidden_size: int = 512
-    num_layers: int = 2
-    dropout: float = 0.2
-    tie_weights: bool = False
-    init: str = "default"
-    lstm_impl: str = "fused"
-    # optimisation
-    optimizer: str = "adam"
-    lr: float | None = None  # None: DEFAULT_LR[optimizer]
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    clip: float = 1.0  # max global gradient norm; 0 disables clipping
-    lr_schedule: str = (
-        "plateau"  # "plateau": ReduceLROnPlateau on dev loss; "cosine": to lr/100 over the epochs
-    )
-    lr_factor: float = 0.5  # ReduceLROnPlateau on dev loss
-    lr_patience: int = 0
-    max_bad_steps: int = 5  # consecutive non-finite losses/gradients before giving up
-    # schedule
-    epochs: int = 20
-    patience: int = 3  # evaluations without a better dev perplexity before stopping
-    eval_every: int = 0  # batches between evaluations; 0: at the end of every epoch only
-    save_every: int = 1  # save a checkpoint at every k-th evaluation (and always at the end)
-    keep: int = 3  # besides best and last, keep the newest k checkpoints
-    max_minutes: float = 0.0  # 0: no limit
-    max_steps: int = 0  # 0: no limit (stop after this many optimizer steps in total)
-    seed: int = 2019
-    device: str = "auto"
-    backend: str = "torch"  # "torch" (autograd through our LSTM) or "numpy" (hand-derived gradients)
-    precision: str = (
-        "auto"  # training: "fp32", "bf16" (matmuls in bfloat16, the rest fp32), "auto" (bf16 if native)
-    )
-    sample_on_eval: bool = True  # a sample poem at every evaluation, for the live view
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+
+@dataclass
+class TrainConfig(Options):
+    # data
+    corpus: str = option(
+        "quantangshi",
+        "tang300, quantangshi, or a path to a UTF-8 file (one poem a line) or chinese-poetry JSON",
+        label="Corpus",
+    )
+    script: str = option(
+        "simplified", "simplified (OpenCC t2s) or traditional", choices=("simplified", "traditional")
+    )
+    forms: str | None = option(
+        None, "quantangshi: regular (五/七言 绝句 and 律诗) or all", choices=FORMS, none="the corpus's own"
+    )
+    train_forms: str | None = option(
+        None, "all: train also on the poems --forms regular leaves out (dev and test stay regular)",
+        choices=FORMS, none="as --forms",
+    )  # fmt: skip
+    min_freq: int = option(1, "characters seen fewer times in train become <unk>", low=1)
+    unk_rate: float = option(
+        0.0, "replace characters seen once in train by <unk> at this rate, so <unk> is learned", low=0, high=1
+    )
+    seq_mode: str = option(
+        "poem",
+        "poem: one poem per sequence (bucketed); stream: poems joined, crops of --seq-len; mixed: half the "
+        "poems each way",
+        choices=SEQ_MODES, label="Sequences",
+    )  # fmt: skip
+    seq_len: int = option(
+        64, "crop length in stream and mixed mode (characters)", low=2, high=4096, label="Length"
+    )
+    crops_per_batch: int = option(0, "crops per batch in stream and mixed mode (0: --batch-size)", low=0)
+    batch_size: int = option(
+        64, "poems (or crops) per batch (the assignment's bs)", low=1, label="Batch size"
+    )
+    # model (declared in core.model_config)
+    embed_size: int = same_as(ModelConfig, "embed_size")
+    hidden_size: int = same_as(ModelConfig, "hidden_size")
+    num_layers: int = same_as(ModelConfig, "num_layers")
+    dropout: float = same_as(ModelConfig, "dropout")
+    tie_weights: bool = same_as(ModelConfig, "tie_weights")
+    init: str = same_as(ModelConfig, "init")
+    lstm_impl: str = same_as(ModelConfig, "lstm_impl")
+    # optimisation
+    optimizer: str = option(
+        "adam", "the update rule (docs/REPORT.md compares them)", choices=OPTIMIZERS, label="Optimizer"
+    )
+    lr: float | None = option(
+        None,
+        "learning rate",
+        low=0,
+        low_open=True,
+        high=1e3,
+        none="per optimizer, docs/REPORT.md",
+        label="Learn. rate",
+    )
+    momentum: float = option(
+        0.9, "momentum of the momentum and nesterov optimizers", low=0, high=1, high_open=True
+    )
+    weight_decay: float = option(0.0, "L2 weight decay (decoupled for adamw)", low=0, high=10)
+    clip: float = option(1.0, "max global gradient norm (0: no clipping)", low=0)
+    lr_schedule: str = option(
+        "plateau", "plateau (halve the LR when dev loss stalls) or cosine (to lr/100 over the epochs)",
+        choices=("plateau", "cosine"),
+    )  # fmt: skip
+    lr_factor: float = option(
+        0.5, "multiply the LR by this when dev loss stops improving (a constant LR: a large --lr-patience)",
+        low=0, high=1, low_open=True, high_open=True,
+    )  # fmt: skip
+    lr_patience: int = option(0, "evaluations without improvement before the LR is reduced", low=0)
+    max_bad_steps: int = option(5, "consecutive non-finite steps (skipped) before training stops", low=1)
+    # schedule
+    epochs: int = option(20, "passes over the training poems", low=1, high=100_000, label="Epochs")
+    patience: int = option(
+        3,
+        "evaluations without a better dev perplexity before stopping early (0: never)",
+        low=0,
+        label="Patience",
+    )
+    eval_every: int = option(
+        0, "evaluate every N batches (0: at the end of each epoch)", low=0, label="Eval every"
+    )
+    save_every: int = option(
+        1,
+        "save a checkpoint at every k-th evaluation (a new best is always saved)",
+        low=1,
+        label="Save every",
+    )
+    keep: int = option(3, "keep the newest K checkpoints besides best and last (0: keep all)", low=0)
+    max_minutes: float = option(0.0, "stop after this many minutes, saving a checkpoint (0: no limit)", low=0)
+    max_steps: int = option(
+        0, "stop after this many optimizer steps in total, saving a checkpoint (0: no limit)", low=0
+    )
+    seed: int = option(2019, "random seed: the same seed gives the same run on CPU", low=0, high=2**63 - 1)
+    device: str = option("auto", "auto, cpu or cuda", test=_device_problem, label="Device")
+    backend: str = option(
+        "torch", "torch (autograd) or numpy (the hand-derived gradients of docs/lstm-derivatives.md)",
+        choices=("torch", "numpy"),
+    )  # fmt: skip
+    precision: str = option(
+        "auto",
+        "fp32, bf16 (matmuls in bfloat16, state and gradients fp32; evaluation stays fp32) or auto (bf16 "
+        "where the hardware computes it natively)",
+        choices=("auto", "fp32", "bf16"),
+    )
+    sample_on_eval: bool = option(True, "write a sample poem at every evaluation")
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+    def combination_problems(cls, values: dict) -> dict[str, str]:
+        return ModelConfig.combination_problems(values)
 
-    def model_config(self, vocab_size: int):
-        """The core.model.ModelConfig these settings describe."""
-        from core.model import ModelConfig
-
-        return ModelConfig(
-            vocab_size=vocab_size,
-            embed_size=self.embed_size,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            dropout=self.dropout,
-            tie_weights=self.tie_weights,
-            lstm_impl=self.lstm_impl,
-            init=self.init,
-        )
-
-    def validate(self) -> None:
-        """Refuse impossible settings with one line (the TUI's form uses the same checks)."""
-        problems = validate_fields(self.to_dict())
-        if problems:
-            field_name, message = next(iter(problems.items()))
-            raise PoemError(f"--{field_name.replace('_', '-')}: {message}")
-
-
-def validate_fields(d: dict) -> dict[str, str]:
-    """field -> problem, for every invalid training setting (empty when all is well)."""
-    problems: dict[str, str] = {}
-
-    def need(name: str, ok: bool, message: str) -> None:
-        if name in d and not ok and name not in problems:
-            problems[name] = message
-
-    def positive(name: str, allow_zero: bool = False) -> None:
-        if name in d:
-            v = d[name]
-            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            ok = ok and (v >= 0 if allow_zero else v > 0)
-            need(name, ok, "must be ≥ 0" if allow_zero else "must be > 0")
-
-    for name in ("batch_size", "embed_size", "hidden_size", "num_layers", "epochs", "seq_len"):
-        positive(name)
-        need(name, isinstance(d.get(name), int), "must be a whole number")
-    for name in ("patience", "eval_every", "keep", "max_steps", "lr_patience", "min_freq", "crops_per_batch"):
-        positive(name, allow_zero=True)
-    positive("save_every")
-    need(
-        "unk_rate",
-        isinstance(d.get("unk_rate", 0), int | float) and 0 <= d.get("unk_rate", 0) <= 1,
-        "must be in [0, 1]",
-    )
-    for name in ("weight_decay", "clip", "max_minutes"):
-        positive(name, allow_zero=True)
-    if d.get("lr") is not None:
-        positive("lr")
-    need(
-        "dropout",
-        isinstance(d.get("dropout"), int | float) and 0 <= d.get("dropout", 0) < 1,
-        "must be in [0, 1)",
-    )
-    need(
-        "lr_factor",
-        isinstance(d.get("lr_factor"), int | float) and 0 < d.get("lr_factor", 0.5) < 1,
-        "must be in (0, 1) (a constant LR: a large --lr-patience)",
-    )
-    need("optimizer", d.get("optimizer") in OPTIMIZERS, f"choose one of {', '.join(OPTIMIZERS)}")
-    need("seq_mode", d.get("seq_mode") in SEQ_MODES, "choose " + ", ".join(SEQ_MODES))
-    need("backend", d.get("backend") in ("torch", "numpy"), "choose torch or numpy")
-    need("precision", d.get("precision", "auto") in ("auto", "fp32", "bf16"), "choose auto, fp32 or bf16")
-    need("lr_schedule", d.get("lr_schedule", "plateau") in ("plateau", "cosine"), "choose plateau or cosine")
-    need(
-        "device",
-        d.get("device") in ("auto", "cpu", "cuda") or str(d.get("device", "")).startswith("cuda:"),
-        "choose auto, cpu or cuda",
-    )
-    need("lstm_impl", d.get("lstm_impl") in ("fused", "autograd"), "choose fused or autograd")
-    need("init", d.get("init") in INIT_SCHEMES, f"choose one of {', '.join(INIT_SCHEMES)}")
-    if d.get("tie_weights"):
-        need("tie_weights", d.get("embed_size") == d.get("hidden_size"), "needs embed size == hidden size")
-    return problems
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        """The ModelConfig these settings describe."""
+        return ModelConfig(vocab_size=vocab_size, **{k: getattr(self, k) for k in MODEL_FIELDS})
 
 
 PRESETS: dict[str, dict] = {

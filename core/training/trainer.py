@@ -1,9 +1,12 @@
 """Training: batches -> our LSTM language model -> events and checkpoints.
 
+    trainer = Trainer.new(cfg, run_dir)                  # or Trainer.resume(checkpoint, overrides={...})
+    summary = trainer.run()                              # until the epochs, patience, time or steps run out
+
 The trainer knows nothing about terminals. It reports through `on_event(dict)` (DESIGN.md §6) and writes
-checkpoints (DESIGN.md §5). Everything needed to continue a run exactly is in each checkpoint: weights,
-optimizer and scheduler state, RNG states, position (epoch, batch, step), best dev perplexity and the
-early-stopping counter. Batches depend only on (seed, epoch), so a resumed run sees the same batches.
+checkpoints (DESIGN.md §5) into its run folder (core.runs.folder). Everything needed to continue a run
+exactly is in each checkpoint: weights, optimizer and scheduler state, RNG states, position (epoch, batch,
+step), best dev perplexity and the early-stopping counter (core.training.state).
 """
 
 from __future__ import annotations
@@ -12,13 +15,12 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from core.corpus import batches_for_mode, load_corpus
+from core.corpus import batches_for_mode
 from core.corpus.vocab import UNK
 from core.errors import CheckpointError, PoemError
 from core.model import resolve_precision
@@ -28,57 +30,24 @@ from core.runs.folder import BEST, LAST, RunFolder, checkpoint_name
 from core.training import distributed as dist
 from core.training.backends import NumpyBackend, TorchBackend
 from core.training.perplexity import result_from_sums
-from core.training.settings import (  # noqa: F401  (re-exported: the CLI, the workbench and tests import them here)
-    DEFAULT_LR,
-    OPTIMIZERS,
-    PRESETS,
-    RESUME_OVERRIDABLE,
-    StopRequested,
-    TrainConfig,
-    default_run_name,
-    validate_fields,
+from core.training.settings import DEFAULT_LR, RESUME_OVERRIDABLE, StopRequested, TrainConfig
+from core.training.state import (
+    Progress,
+    RunData,
+    lr_scheduler,
+    restore_rng,
+    rng_tensors,
+    start_processes,
 )
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PoemError("--device cuda: no CUDA device is available (this torch build or machine has none)")
-    return torch.device(name)
-
-
-# --- RNG state, so a resumed run continues the same random stream ---------------------------------------
-
-
-def rng_tensors() -> dict[str, torch.Tensor]:
-    out = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, state in enumerate(torch.cuda.get_rng_state_all()):
-            out[f"rng.cuda.{i}"] = state
-    return out
-
-
-def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
-    if "rng.torch" in tensors:
-        torch.set_rng_state(tensors["rng.torch"].to(torch.uint8).cpu())
-    cuda = [tensors[k].cpu() for k in sorted(tensors) if k.startswith("rng.cuda.")]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
-
-
-@dataclass
-class Progress:
-    epoch: int = 0  # 0-based index of the epoch in progress
-    batch: int = 0  # batches done in that epoch
-    step: int = 0  # optimizer steps in total
-    tokens_seen: int = 0
-    best_dev_ppl: float = math.inf
-    best_path: str = ""
-    bad_evals: int = 0  # early-stopping counter
-    evals: int = 0
-    skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient
-    elapsed_s: float = 0.0  # training wall time over all sessions of this run
+def make_backend(cfg: TrainConfig, vocab_size: int, device: torch.device):
+    """The model and optimizer these settings describe: autograd through our LSTM, or Part 1's NumPy."""
+    lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.optimizer]
+    args = (cfg.model_config(vocab_size), cfg.optimizer, lr, cfg.momentum, cfg.weight_decay, cfg.clip, device)
+    if cfg.backend == "numpy":
+        return NumpyBackend(*args, seed=cfg.seed)
+    return TorchBackend(*args, precision=resolve_precision(cfg.precision, device))
 
 
 class Trainer:
@@ -88,16 +57,27 @@ class Trainer:
         self,
         cfg: TrainConfig,
         run_dir: Path,
+        data: RunData,
+        backend,
+        *,
         on_event: Callable[[dict], None] | None = None,
-        resume: Path | None = None,
         stop: StopRequested | None = None,
     ):
-        self.run_dir = Path(run_dir)
-        self.folder = RunFolder(self.run_dir)
+        """Assemble a run from its parts; Trainer.new and Trainer.resume build them."""
+        self.cfg = cfg
+        self.folder = RunFolder(run_dir)
+        self.run_dir = self.folder.path
+        self.data = data
+        self.vocab = data.vocab
+        self.backend = backend
+        self.device = backend.device
+        self.precision = backend.precision
+        self.rank, self.world = dist.rank(), dist.world_size()
+        self.rare = data.rare_tokens().to(self.device)
+        self.scheduler = lr_scheduler(cfg, backend.lr_holder, len(self.batches_for(0)))
         self.on_event = on_event or (lambda e: None)
         self.stop = stop if stop is not None else StopRequested()
         self.progress = Progress()
-        self.ignored_flags: list[str] = []
         self.dev_ppl: float | None = None  # of the most recent evaluation
         self._session_start = time.perf_counter()
         self._elapsed_before = 0.0
@@ -105,54 +85,39 @@ class Trainer:
         self._saved_step = -1
         self._train_losses: list[float] = []
 
-        ckpt = ck.load_checkpoint(resume) if resume else None
-        if ckpt is not None:
-            validate.check_resumable(ckpt)
-            self.ignored_flags = _ignored_on_resume(cfg)
-            cfg = TrainConfig.from_dict({**ckpt.meta["train"], **_overrides(cfg)})
-        cfg.validate()
-        self.cfg = cfg
-        self.device = dist.setup(resolve_device(cfg.device))
-        self.rank, self.world = dist.rank(), dist.world_size()
-        torch.manual_seed(cfg.seed + self.rank)
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed % 2**32)
+    @classmethod
+    def new(cls, cfg: TrainConfig, run_dir: Path, **kwargs) -> Trainer:
+        """A fresh run of these settings (checked here, once, like every way in)."""
+        cfg.check()
+        device = start_processes(cfg)
+        data = RunData.load(cfg)
+        return cls(cfg, run_dir, data, make_backend(cfg, len(data.vocab), device), **kwargs)
 
-        self.corpus = load_corpus(cfg.corpus, script=cfg.script, forms=cfg.forms, train_forms=cfg.train_forms)
-        if ckpt is not None:
-            _check_same_corpus(ckpt, self.corpus, cfg.min_freq)
-        self.vocab = ckpt.vocab if ckpt else self.corpus.build_vocab(min_freq=cfg.min_freq)
-        self.train_ids = [self.vocab.encode(p) for p in self.corpus.splits["train"]]
-        self.rare = _rare_tokens(self.train_ids, len(self.vocab)).to(self.device)
-        self.dev_ids = [self.vocab.encode(p) for p in self.corpus.splits["dev"]]
-        if not self.train_ids or not self.dev_ids:
-            raise PoemError(f"corpus {cfg.corpus}: the train and dev splits must both hold poems")
-
-        mcfg = cfg.model_config(len(self.vocab))
-        lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.optimizer]
-        args = (mcfg, cfg.optimizer, lr, cfg.momentum, cfg.weight_decay, cfg.clip, self.device)
-        if cfg.backend == "numpy":
-            self.backend = NumpyBackend(*args, seed=cfg.seed)
-            self.precision = "fp32"
-        else:
-            self.precision = resolve_precision(cfg.precision, self.device)
-            self.backend = TorchBackend(*args, precision=self.precision)
-        self.scheduler = self._make_scheduler()
-        if ckpt is not None:
-            self._restore(ckpt)
-
-    def _make_scheduler(self):
-        c, holder = self.cfg, self.backend.lr_holder
-        if c.lr_schedule == "cosine":
-            total = max(c.epochs * len(self.batches_for(0)), 1)
-
-            def factor(step: int) -> float:  # cosine from 1 to 0.01 over all the epochs' steps
-                return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-
-            return torch.optim.lr_scheduler.LambdaLR(holder, factor)
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            holder, mode="min", factor=c.lr_factor, patience=c.lr_patience
+    @classmethod
+    def resume(
+        cls, checkpoint: Path, run_dir: Path | None = None, *, overrides: dict | None = None, **kwargs
+    ) -> Trainer:
+        """The run of `checkpoint`, continued exactly where it stopped. Its settings define the run; only
+        the schedule (RESUME_OVERRIDABLE) may be given anew, in `overrides`."""
+        ckpt = ck.load_checkpoint(checkpoint)
+        validate.check_resumable(ckpt)
+        fixed = sorted(set(overrides or {}) - RESUME_OVERRIDABLE)
+        if fixed:
+            raise PoemError(f"--resume: {', '.join(fixed)} cannot change; the checkpoint fixes it")
+        cfg = TrainConfig.from_dict({**ckpt.meta["train"], **(overrides or {})})
+        cfg.check()
+        device = start_processes(cfg)
+        data = RunData.load(cfg, vocab=ckpt.vocab)
+        data.check_same_corpus(ckpt, cfg.min_freq)
+        trainer = cls(
+            cfg,
+            run_dir or Path(checkpoint).parent,
+            data,
+            make_backend(cfg, len(data.vocab), device),
+            **kwargs,
         )
+        trainer._restore(ckpt)
+        return trainer
 
     @property
     def model(self):
@@ -173,24 +138,15 @@ class Trainer:
         self.backend.restore(ckpt)
         self.scheduler.load_state_dict(ckpt.meta["scheduler"])
         self.backend.sync_lr()
-        p = ckpt.meta["progress"]
-        self.progress = Progress(**{k: p[k] for k in Progress.__dataclass_fields__ if k in p})
+        self.progress = Progress.from_meta(ckpt.meta["progress"])
         self._elapsed_before = self.progress.elapsed_s
-        restore_rng(ckpt.tensors)
-        random.setstate(_python_rng_from_json(ckpt.meta["rng"]["python"]))
-        if self.rank:
-            torch.manual_seed(hash((self.cfg.seed, self.progress.step, self.rank)) % 2**63)
+        restore_rng(ckpt, self.cfg, self.progress.step)
 
     def _meta(self, dev: dict | None, optimizer_info: dict) -> dict:
         return {
             "model": self.backend.model.cfg.to_dict(),
             "vocab": self.vocab.to_json(),
-            "corpus": {
-                "name": self.corpus.name,
-                "split_seed": self.corpus.split_seed,
-                "fingerprint": self.corpus.fingerprint,
-                "options": self.corpus.options,
-            },
+            "corpus": self.data.corpus_meta(),
             "train": self.cfg.to_dict(),
             "progress": {**asdict(self.progress), **(dev or {})},
             "optimizer": {"name": self.cfg.optimizer, "state": optimizer_info},
@@ -209,9 +165,9 @@ class Trainer:
 
     def evaluate_dev(self) -> dict:
         """Perplexity over the whole dev split (each rank scores its share; the sums are added up)."""
-        mine = self.dev_ids[self.rank :: self.world]
-        total, tokens, unk = dist.all_sum(list(self.backend.score(mine)))
-        r = result_from_sums(total, int(tokens), int(unk), len(self.dev_ids))
+        dev_ids = self.data.dev_ids
+        total, tokens, unk = dist.all_sum(list(self.backend.score(dev_ids[self.rank :: self.world])))
+        r = result_from_sums(total, int(tokens), int(unk), len(dev_ids))
         return {"dev_loss": r.loss, "dev_ppl": r.perplexity, "dev_tokens": r.tokens}
 
     def sample(self) -> str | None:
@@ -250,7 +206,7 @@ class Trainer:
         self.folder.point(LAST, path)
         if best:
             self.folder.point(BEST, path)
-        self.folder.retain(self.cfg.keep, protect={self.progress.best_path})
+        self.folder.retain(self.cfg.keep, protect={p.best_path})
         epoch, batch = self.position()
         self.emit(
             "checkpoint",
@@ -273,7 +229,7 @@ class Trainer:
     def batches_for(self, epoch: int):
         c = self.cfg
         batches = batches_for_mode(
-            self.train_ids,
+            self.data.train_ids,
             c.seq_mode,
             c.batch_size,
             c.seq_len,
@@ -294,9 +250,11 @@ class Trainer:
         try:
             status = self._loop(deadline)
             if self._saved_step != p.step:
-                # A stop between evaluations: a final checkpoint, evaluated "off the record" so that the LR
-                # schedule and early stopping stay exactly those of an uninterrupted run.
-                self.save(self._evaluate(scheduled=False))
+                # A stop between evaluations: a final checkpoint. Its evaluation counts for the best
+                # checkpoint, but not for the LR schedule or early stopping, so that a resumed run
+                # continues exactly as an uninterrupted one would.
+                dev = self._evaluate(scheduled=False)
+                self.save(dev, best=self._improves_best(dev))
         except PoemError as exc:
             self.emit("error", message=str(exc), step=p.step)
             raise
@@ -379,6 +337,7 @@ class Trainer:
                     batches=len(batches),
                     epochs=c.epochs,
                     step=p.step,
+                    max_steps=c.max_steps or None,
                     loss=loss,
                     grad_norm=grad_norm,
                     lr=self._lr(),
@@ -428,9 +387,7 @@ class Trainer:
             loss=train_loss,
             dev_loss=dev["dev_loss"],
             dev_ppl=dev["dev_ppl"],
-            # A stop's final evaluation is off the record (saved as last, never as best, so that a resumed
-            # run equals an uninterrupted one): it does not change the best either.
-            best_dev_ppl=_finite(min(p.best_dev_ppl, dev["dev_ppl"]) if scheduled else p.best_dev_ppl),
+            best_dev_ppl=_finite(min(p.best_dev_ppl, dev["dev_ppl"])),
             lr=self._lr(),
             elapsed_s=self._elapsed(),
             sample=self.sample(),
@@ -438,17 +395,25 @@ class Trainer:
         )
         return dev
 
+    def _improves_best(self, dev: dict) -> bool:
+        """A better dev perplexity than any evaluation before (NaN never is); it becomes the best."""
+        better = math.isfinite(dev["dev_ppl"]) and dev["dev_ppl"] < self.progress.best_dev_ppl
+        if better:
+            self.progress.best_dev_ppl = dev["dev_ppl"]
+        return better
+
     def _scheduled_eval(self) -> bool:
         """Evaluate, step the LR schedule and early stopping, save; True when patience has run out."""
         c, p = self.cfg, self.progress
         dev = self._evaluate(scheduled=True)
         p.evals += 1
-        improved = math.isfinite(dev["dev_ppl"]) and dev["dev_ppl"] < p.best_dev_ppl  # NaN never becomes best
-        if improved:
-            p.best_dev_ppl = dev["dev_ppl"]
+        # early stopping counts against the scheduled evaluations only (a stop's own is off that record)
+        if math.isfinite(dev["dev_ppl"]) and dev["dev_ppl"] < p.patience_best:
+            p.patience_best = dev["dev_ppl"]
             p.bad_evals = 0
         else:
             p.bad_evals += 1
+        improved = self._improves_best(dev)
         if c.lr_schedule == "plateau":
             self.scheduler.step(dev["dev_loss"] if math.isfinite(dev["dev_loss"]) else math.inf)
             self.backend.sync_lr()
@@ -457,40 +422,5 @@ class Trainer:
         return c.patience > 0 and p.bad_evals >= c.patience
 
 
-def _rare_tokens(encoded: list[list[int]], vocab_size: int) -> torch.Tensor:
-    """Boolean [V]: characters that occur exactly once in the train split."""
-    counts = torch.bincount(
-        torch.tensor([t for row in encoded for t in row], dtype=torch.long), minlength=vocab_size
-    )
-    return counts == 1
-
-
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
-
-
-def _python_rng_from_json(state) -> tuple:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
-
-
-def _ignored_on_resume(cfg: TrainConfig) -> list[str]:
-    """Flags given with --resume that the checkpoint's own configuration overrides (to warn about)."""
-    return sorted(set(getattr(cfg, "_explicit", set())) - RESUME_OVERRIDABLE)
-
-
-def _overrides(cfg: TrainConfig) -> dict:
-    """On resume the checkpoint's configuration wins, except for the schedule settings given anew."""
-    explicit = getattr(cfg, "_explicit", set())
-    return {k: getattr(cfg, k) for k in explicit & RESUME_OVERRIDABLE}
-
-
-def _check_same_corpus(ckpt: ck.Checkpoint, corpus, min_freq: int) -> None:
-    was = ckpt.meta["corpus"]
-    if was.get("fingerprint") != corpus.fingerprint:
-        now = len(corpus.build_vocab(min_freq=min_freq))
-        raise CheckpointError(
-            f"the corpus changed since {ckpt.path.name} was saved (fingerprint "
-            f"{str(was.get('fingerprint'))[:12]} -> {corpus.fingerprint[:12]}; trained with "
-            f"|V|={len(ckpt.vocab)}, this corpus has {now}); resume needs the same corpus"
-        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -19,6 +18,7 @@ from textual.worker import get_current_worker
 from core.errors import PoemError
 from core.generation.sampler import Sampler
 from core.generation.settings import SampleSettings
+from core.options import OptionError, brief
 from poemtui import catalog
 from poemtui.messages import PoemsGrew
 from poemtui.screens.save_poems import SavePoemsScreen
@@ -26,35 +26,35 @@ from poemtui.tones import ToneView, tone_view
 from poemtui.widgets.form_field import FormField
 from poemtui.widgets.poem_block import PoemBlock
 
-DEFAULTS = SampleSettings()
-# (name, label, choices, initial text), in the order of the options grid.
+SETTINGS = SampleSettings.specs()  # each option's label, kind, choices, range and help (declared once)
 OPTIONS = (
-    ("temperature", "Temp.", (), f"{DEFAULTS.temperature:g}"),
-    ("top_k", "Top-k", (), str(DEFAULTS.top_k)),
-    ("top_p", "Top-p", (), f"{DEFAULTS.top_p:g}"),
-    ("num", "Poems", (), str(DEFAULTS.num)),
-    ("form", "Form", ("auto", "5", "7", "free"), DEFAULTS.form),
-    ("lines", "Lines", ("4", "8"), "4"),
-    ("gelv", "格律", ("off", "on"), "off"),
-    ("rhyme", "Rhyme", (), ""),
-    ("acrostic", "Acrostic", (), ""),
-    ("seed", "RNG seed", (), ""),
-    ("unk", "Unknown", ("refuse", "skip"), "refuse"),
+    "temperature",
+    "top_k",
+    "top_p",
+    "num",
+    "form",
+    "lines",
+    "gelv",
+    "rhyme",
+    "acrostic",
+    "seed",
+    "unk",
 )
-PLACEHOLDERS = {"seed": "random", "rhyme": "any"}
-HELP = {
-    "temperature": "softmax(logits / τ): low is safe and repetitive, high is daring (0: greedy)",
-    "top_k": "sample among the k likeliest characters only (0: off)",
-    "top_p": "sample among the likeliest characters that make up this much probability (1: off)",
-    "form": "auto: the model picks 5 or 7 characters a line; 5 / 7: 绝句 or 律诗; free: its own lines",
-    "lines": "with form 5 or 7: 4 lines (绝句) or 8 (律诗)",
-    "gelv": "格律: tones follow a regulated pattern (平仄), rhymes share a 平水韵 group; needs form 5 or 7",
-    "rhyme": "with 格律: the 平水韵 group to rhyme in, e.g. 东 or 一东 (blank: the first rhyme decides)",
-    "acrostic": "藏头诗: line k starts with the k-th character typed here",
-    "num": "how many poems to write at once",
-    "seed": "a number makes the poems repeatable; blank: different every time",
-    "unk": "seed or acrostic characters the model never saw: refuse them, or skip them with a warning",
-}
+SWITCH = ("off", "on")  # how a yes/no setting reads in a Select
+
+
+def option_field(name: str) -> FormField:
+    """The options grid's field for a sampling setting, from its declaration."""
+    spec = SETTINGS[name]
+    choices = SWITCH if spec.kind is bool else tuple(map(str, spec.choices))
+    value = SWITCH[bool(spec.default)] if spec.kind is bool else spec.show(spec.default)
+    if name == "lines":
+        value = "4"  # what form 5 or 7 means without a number of lines
+    return FormField(
+        name, spec.label, value=value, choices=choices, help_text=spec.help, placeholder=spec.none
+    )
+
+
 REGULAR_FORMS = ("5", "7")
 CHECK_AFTER_S = 0.15  # typing pause after which the seed is checked against the model's vocabulary
 NO_CHECKPOINT = """\
@@ -102,15 +102,8 @@ class GenerateScreen(Screen):
             )
         yield Static("", id="seed-error")
         with Grid(id="options"):
-            for name, label, choices, value in OPTIONS:
-                yield FormField(
-                    name,
-                    label,
-                    value=value,
-                    choices=choices,
-                    help_text=HELP[name],
-                    placeholder=PLACEHOLDERS.get(name, ""),
-                )
+            for name in OPTIONS:
+                yield option_field(name)
         yield Static("", id="option-help")
         with VerticalScroll(id="poems"):
             yield Static(
@@ -206,39 +199,24 @@ class GenerateScreen(Screen):
 
     def settings(self) -> tuple[SampleSettings | None, dict[str, str]]:
         """The typed options as SampleSettings, or the problems of the fields that do not parse."""
-        raw = {name: field.text.strip() for name, field in self.fields().items()}
         problems: dict[str, str] = {}
         values: dict[str, object] = {}
-        for name, kind in (("temperature", float), ("top_p", float), ("top_k", int), ("num", int)):
+        for name, field in self.fields().items():
+            spec, text = SETTINGS[name], field.text
+            if spec.kind is bool:
+                text = "true" if text == SWITCH[1] else "false"
             try:
-                values[name] = kind(raw[name])
-            except ValueError:
-                problems[name] = "a whole number" if kind is int else "a number"
-        if raw["seed"]:
-            try:
-                values["seed"] = int(raw["seed"])
-            except ValueError:
-                problems["seed"] = "a whole number, or blank"
+                values[name] = spec.parse(text)
+            except OptionError as exc:
+                problems[name] = brief(str(exc))
+        if values.get("form") not in REGULAR_FORMS:
+            values["lines"] = None  # the Select keeps its value while disabled
+        if not values.get("gelv"):
+            values["rhyme"] = None
+        problems = problems or {k: brief(v) for k, v in SampleSettings.problems(values).items()}
         if problems:
             return None, problems
-        form = raw["form"]
-        lines = int(raw["lines"]) if form in REGULAR_FORMS else None
-        start = self.query_one("#seed-input", Input).value
-        unk = "skip" if raw["unk"] == "skip" else "error"
-        gelv = raw["gelv"] == "on"
-        rhyme = (raw["rhyme"] or None) if gelv else None
-        settings = replace(
-            DEFAULTS,
-            start=start,
-            form=form,
-            lines=lines,
-            acrostic=raw["acrostic"],
-            unk=unk,
-            gelv=gelv,
-            rhyme=rhyme,
-            **values,
-        )
-        return settings, {}
+        return SampleSettings(start=self.query_one("#seed-input", Input).value, **values), {}
 
     def check_settings(self) -> SampleSettings | None:
         """Check as typed: problems appear under their field, and the sampler's verdict under the seed."""
@@ -301,7 +279,7 @@ class GenerateScreen(Screen):
 
     def on_descendant_focus(self, event) -> None:
         name = (event.widget.id or "").removeprefix("field-")
-        self.query_one("#option-help", Static).update(HELP.get(name, ""))
+        self.query_one("#option-help", Static).update(SETTINGS[name].help if name in SETTINGS else "")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.write()

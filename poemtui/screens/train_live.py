@@ -15,7 +15,7 @@ from textual.widgets import Footer, Header, Label, ProgressBar, Static
 
 from poemtui.throttle import Throttle
 from poemtui.training import RunState
-from poemtui.widgets.format import poem_lines
+from poemtui.widgets.format import couplet_rows
 from poemtui.widgets.run_chart import RunChart
 from poemtui.widgets.run_stats import RunStats
 
@@ -136,7 +136,7 @@ class LiveScreen(Screen):
     def _draw_sample(self, s: RunState) -> None:
         if s.sample:
             self._update("#sample-title", f"sample poem · {s.sample_at}")
-            self._update("#sample", Text("\n".join(poem_lines(s.sample))))
+            self._update("#sample", Text("\n".join(couplet_rows(s.sample))))
         else:
             self._update("#sample", "[dim]one appears at every evaluation[/dim]")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from core.corpus.lines import split_lines
+
 
 def duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
@@ -24,14 +26,7 @@ def rate(value: float | None) -> str:
     return "–" if value is None else f"{value:.1e}".replace("e-0", "e-")
 
 
-def poem_lines(text: str, per_row: int = 2) -> list[str]:
+def couplet_rows(text: str, per_row: int = 2) -> list[str]:
     """A poem as rows of `per_row` lines each (a couplet per row reads as printed anthologies do)."""
-    lines, cur = [], ""
-    for ch in text:
-        cur += ch
-        if ch in "，。？！；":
-            lines.append(cur)
-            cur = ""
-    if cur:
-        lines.append(cur)
+    lines = split_lines(text, keep_marks=True)
     return ["".join(lines[i : i + per_row]) for i in range(0, len(lines), per_row)]

@@ -14,7 +14,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from poemtui.tones import RHYME_MARK, ToneView, body
-from poemtui.widgets.format import poem_lines
+from poemtui.widgets.format import couplet_rows
 
 FAULT_STYLE = "bold red"
 RHYME_STYLE = "bold underline"
@@ -138,7 +138,7 @@ class PoemBlock(Vertical):
             if view is not None and self.tones:
                 out.append_text(toned_poem(view))
             else:
-                out.append("\n".join(poem_lines(text)))
+                out.append("\n".join(couplet_rows(text)))
             caption = []
             if i < len(self.scores):
                 caption.append((f"mean log-probability {self.scores[i]:.2f}", "dim"))
