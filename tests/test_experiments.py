@@ -23,9 +23,11 @@ from core.experiments import (
     run_state,
 )
 from core.experiments.__main__ import main as experiments_main
+from core.experiments.launch import exclusive
 from core.experiments.optimizers import next_lr
-from core.experiments.runs import exclusive, parse_extra_flags, read_events
+from core.experiments.runs import parse_extra_flags
 from core.experiments.symmetry import record_steps, run_init_experiment, unigram_entropy
+from core.runs.metrics import read_events
 from core.training.backends import OPTIMIZERS
 
 TINY = ["--hidden-size", "16", "--embed-size", "16", "--batch-size", "16"]  # passed on to core.train

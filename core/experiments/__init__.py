@@ -5,17 +5,9 @@ launch the same training runs itself: `plan_optimizer_runs(...)` returns the `py
 commands still to run, each an ordinary run folder under <checkpoints>/experiments/.
 """
 
+from core.experiments.launch import PlannedRun, experiment_lock, summarize
 from core.experiments.optimizers import Plan, optimizer_specs, plan_optimizer_runs, sweep_specs
-from core.experiments.runs import (
-    FINISHED,
-    LR_GRID,
-    Budget,
-    PlannedRun,
-    RunSpec,
-    experiment_lock,
-    run_state,
-    summarize,
-)
+from core.experiments.runs import FINISHED, LR_GRID, Budget, RunSpec, run_state
 from core.experiments.symmetry import InitSettings, run_init_experiment
 
 __all__ = [

@@ -14,17 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import PoemError
+from core.experiments.launch import PlannedRun, choose_lr, run_all
 from core.experiments.runs import (
     LR_GRID,
     Budget,
-    PlannedRun,
     RunSpec,
-    choose_lr,
     default_eval_every,
     default_preset,
     experiment_dir,
     make_spec,
-    run_all,
     run_state,
 )
 from core.training.settings import DEFAULT_LR, OPTIMIZERS, PRESETS, TrainConfig

@@ -28,7 +28,7 @@ class Sampler:
         """precision "bf16" (or "auto", where the hardware computes bf16 natively) samples with a bfloat16
         copy of the model: one character at a time, a poem's time goes to reading the weights from memory
         (27 MB in float32 at |V| 6,712, hidden 512, more than the CPU's cache keeps between steps), and
-        half of that is twice as fast (measured: 80 -> 39 ms a 4×7 poem). Log-probabilities are then good
+        half of that is about twice as fast (README, Benchmarks). Log-probabilities are then good
         to bf16's 2-3 digits; perplexity (core.evaluate) is always float32. The caller's model is not
         touched, so "fp32", the default, suits a model that is still training."""
         model = model.to(device).eval()

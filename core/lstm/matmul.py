@@ -2,7 +2,7 @@
 machine.
 
 On CPU in float32 they run on oneDNN's GEMM when torch has it (the kernels of PyTorch's built-in recurrent
-layers; on some CPUs, e.g. AMD with AVX-512, 2-4x faster than the BLAS behind torch.mm). Same float32
+layers; on some CPUs much faster than the BLAS behind torch.mm, docs/REPORT.md §8). Same float32
 arithmetic, only the kernel differs; POEMTUI_ONEDNN=0 turns it off. Under a bfloat16 autocast the operands
 are rounded to bf16 and the results come back in float32 (LowPrecision), on oneDNN too where the CPU has
 bf16. The recurrent weight is laid out for oneDNN once per layer and pass (weight()), and the operands of

@@ -10,11 +10,8 @@ per step. Two changes remove them:
   blocks glibc < 2.38 cannot hand to the next request of the same size: with the heap kept, that alone
   grew the preset's RSS to 5.3 GB over a run.
 
-Measured (200 steps of the preset, in one process): page faults 26 M -> 0.7 M, 11,900 tokens/s, peak RSS
-1.9 GB; glibc's defaults: ~8,000 tokens/s. Also tried: transparent huge pages (glibc.malloc.hugetlb=1:
-40x fewer faults, no faster), the 32 MB mmap threshold alone (1.1x), a caching allocator for torch's
-tensors (1.15x: oneDNN's own buffers bypass it), and malloc_trim after each evaluation (400 steps: peak
-RSS 2,007 against 2,014 MB without, 4x the page faults, 4 % slower).
+What this gained, and what else was tried (transparent huge pages, the mmap threshold alone, a caching
+allocator, malloc_trim after each evaluation), is measured in docs/REPORT.md §8.
 
 POEMTUI_KEEP_MEMORY=0 leaves malloc and torch's allocator as they are. Linux with glibc only.
 """

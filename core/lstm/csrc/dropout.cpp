@@ -1,7 +1,7 @@
 // Inverted dropout whose mask is a function of (seed, element position) alone: out = x ⊙ keep / (1 - p).
 //
-// Why: torch's CPU dropout draws its mask with bernoulli_, ~6 ns an element here (9 ms for one [64, 49, 512]
-// activation, three times per training step); a counter-based generator is ~50x cheaper and needs no
+// Why: torch's CPU dropout draws its mask with bernoulli_, element by element, three times per training
+// step; a counter-based generator is much cheaper (docs/REPORT.md §8) and needs no
 // stored mask, since backward regenerates the same mask from the same seed. And because the mask of an
 // element depends on its logical position (row id, column), the fused LSTM's packed layout (rows reordered,
 // padding left out) drops exactly the units the batch layout would: the two implementations stay comparable

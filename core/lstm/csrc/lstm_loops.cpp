@@ -177,7 +177,7 @@ void add_rows(int64_t n, int64_t C, const T* x, T* sum) {
 // ---- matrix products ---------------------------------------------------------------------------------
 // mode 0: x @ w^T with torch's own kernels (w plain [out, in]);
 // mode 1: oneDNN, w prepacked by mkldnn::_reorder_linear_weight (the forward adds x_proj in the elementwise
-//         pass: oneDNN's fused "add" post-op makes a 64 x 512 x 2048 step 18% slower here, 333 vs 283 us);
+//         pass: oneDNN's fused "add" post-op made the product itself slower, docs/REPORT.md §8);
 // mode 2: bfloat16 operands (w bf16, prepacked for oneDNN or plain [out, in]; x rounded by the elementwise
 //         pass that wrote it), result in bf16, added in the elementwise pass.
 
