@@ -86,6 +86,11 @@ class TrainConfig(Options):
     tie_weights: bool = same_as(ModelConfig, "tie_weights")
     init: str = same_as(ModelConfig, "init")
     lstm_impl: str = same_as(ModelConfig, "lstm_impl")
+    locked_dropout: bool = same_as(ModelConfig, "locked_dropout")
+    embed_dropout: float = same_as(ModelConfig, "embed_dropout")
+    weight_drop: float = same_as(ModelConfig, "weight_drop")
+    prosody: bool = same_as(ModelConfig, "prosody")
+    prosody_size: int = same_as(ModelConfig, "prosody_size")
     # optimisation
     optimizer: str = option(
         "adam", "the update rule (docs/REPORT.md compares them)", choices=OPTIMIZERS, label="Optimizer"
@@ -152,6 +157,12 @@ class TrainConfig(Options):
 
     @classmethod
     def combination_problems(cls, values: dict) -> dict[str, str]:
+        if values.get("backend") == "numpy":  # Part 1's NumPy model is the assignment's plain one
+            extras = [
+                k for k in ("prosody", "locked_dropout", "embed_dropout", "weight_drop") if values.get(k)
+            ]
+            if extras:
+                return {extras[0]: "the NumPy backend trains the plain model only (use --backend torch)"}
         return ModelConfig.combination_problems(values)
 
     def model_config(self, vocab_size: int) -> ModelConfig:

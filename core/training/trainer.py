@@ -41,13 +41,13 @@ from core.training.state import (
 )
 
 
-def make_backend(cfg: TrainConfig, vocab_size: int, device: torch.device):
+def make_backend(cfg: TrainConfig, vocab, device: torch.device):
     """The model and optimizer these settings describe: autograd through our LSTM, or Part 1's NumPy."""
     lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.optimizer]
-    args = (cfg.model_config(vocab_size), cfg.optimizer, lr, cfg.momentum, cfg.weight_decay, cfg.clip, device)
+    args = (cfg.model_config(len(vocab)), cfg.optimizer, lr, cfg.momentum, cfg.weight_decay, cfg.clip, device)
     if cfg.backend == "numpy":
         return NumpyBackend(*args, seed=cfg.seed)
-    return TorchBackend(*args, precision=resolve_precision(cfg.precision, device))
+    return TorchBackend(*args, precision=resolve_precision(cfg.precision, device), vocab=vocab)
 
 
 class Trainer:
@@ -91,7 +91,7 @@ class Trainer:
         cfg.check()
         device = start_processes(cfg)
         data = RunData.load(cfg)
-        return cls(cfg, run_dir, data, make_backend(cfg, len(data.vocab), device), **kwargs)
+        return cls(cfg, run_dir, data, make_backend(cfg, data.vocab, device), **kwargs)
 
     @classmethod
     def resume(
@@ -113,7 +113,7 @@ class Trainer:
             cfg,
             run_dir or Path(checkpoint).parent,
             data,
-            make_backend(cfg, len(data.vocab), device),
+            make_backend(cfg, data.vocab, device),
             **kwargs,
         )
         trainer._restore(ckpt)
