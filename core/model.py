@@ -125,8 +125,6 @@ class PoetryLM(nn.Module):
         """vocab (core.corpus.Vocab): fills the prosody table (cfg.prosody); a checkpoint's weights bring
         theirs instead."""
         super().__init__()
-        if cfg.tie_weights and cfg.embed_size != cfg.hidden_size:
-            raise ValueError("tie_weights needs embed_size == hidden_size")
         self.cfg = cfg
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_size)
         self.lstm = LSTM(
@@ -138,14 +136,16 @@ class PoetryLM(nn.Module):
             locked=cfg.locked_dropout,
             weight_drop=cfg.weight_drop,
         )
-        self.head = nn.Linear(cfg.hidden_size, cfg.vocab_size)
+        self.head = nn.Linear(cfg.head_input_size, cfg.vocab_size)
         if cfg.tie_weights:
             self.head.weight = self.embedding.weight
+        # a tied head on a wider LSTM: h_t projected to the embedding size first (a factorised output layer)
+        self.project = nn.Linear(cfg.hidden_size, cfg.embed_size, bias=False) if cfg.projected else None
         self.prosody = Prosody(cfg.vocab_size, cfg.prosody_size) if cfg.prosody else None
         if self.prosody is not None:
             # the prosody head: logits += (U h_t) · classes(v), the character's tones and groups weighted
             # by h_t; it rides on the head's matmul (extra columns), so it costs 32 of H + 32 inputs
-            self.prosody.head = nn.Linear(cfg.hidden_size, PROSODY_CLASSES, bias=False)
+            self.prosody.head = nn.Linear(cfg.head_input_size, PROSODY_CLASSES, bias=False)
             if vocab is not None:
                 self.prosody.fill(vocab.itos)
         init_weights(self, cfg.init)
@@ -172,6 +172,8 @@ class PoetryLM(nn.Module):
             positions = mask.reshape(-1).nonzero()[:, 0] if cfg.locked_dropout else None
             out = out[mask]
         out = self._dropout(out.reshape(-1, out.shape[-1]), positions, B, T)
+        if self.project is not None:
+            out = self.project(out)
         if self.prosody is None:
             logits = self.head(out)
         else:  # [h | U h] @ [W | classes]^T + b: one matmul
@@ -241,6 +243,8 @@ def _init_default(model: PoetryLM) -> None:
     if not model.cfg.tie_weights:
         nn.init.uniform_(model.head.weight, -bound, bound)
     nn.init.zeros_(model.head.bias)
+    if model.project is not None:
+        nn.init.xavier_uniform_(model.project.weight)
     if model.prosody is not None:
         # five terms add up to the features: each small enough that their sum is about unit variance
         for part in (model.prosody.position, model.prosody.line, model.prosody.kind):

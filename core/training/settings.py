@@ -161,6 +161,8 @@ class TrainConfig(Options):
             extras = [
                 k for k in ("prosody", "locked_dropout", "embed_dropout", "weight_drop") if values.get(k)
             ]
+            if values.get("tie_weights") and values.get("embed_size") != values.get("hidden_size"):
+                extras.append("tie_weights")  # a projected head
             if extras:
                 return {extras[0]: "the NumPy backend trains the plain model only (use --backend torch)"}
         return ModelConfig.combination_problems(values)
