@@ -227,9 +227,11 @@ def _init_default(model: PoetryLM) -> None:
 
     Embeddings are N(0, 1), the unit-variance inputs Xavier's scaling assumes: with std 0.1 the gates of
     a 2-layer LSTM barely see the input and training sits on the unigram plateau for hundreds of steps
-    (docs/REPORT.md §3). A tied embedding is also the output
-    matrix, whose logits must start small: it keeps std 0.1."""
-    nn.init.normal_(model.embedding.weight, std=0.1 if model.cfg.tie_weights else 1.0)
+    (docs/REPORT.md §3). A tied embedding is also the output matrix, whose logits must start small: read
+    directly (embed size = hidden size) it keeps std 0.1; behind a projection, the projection starts small
+    instead (std 0.1/√H), so the LSTM still sees unit-variance inputs."""
+    cfg = model.cfg
+    nn.init.normal_(model.embedding.weight, std=0.1 if cfg.tie_weights and not cfg.projected else 1.0)
     for name, p in model.lstm.named_parameters():
         if name.startswith("weight_ih"):
             _per_gate(p, nn.init.xavier_uniform_)
@@ -244,7 +246,7 @@ def _init_default(model: PoetryLM) -> None:
         nn.init.uniform_(model.head.weight, -bound, bound)
     nn.init.zeros_(model.head.bias)
     if model.project is not None:
-        nn.init.xavier_uniform_(model.project.weight)
+        nn.init.normal_(model.project.weight, std=0.1 / math.sqrt(cfg.hidden_size))
     if model.prosody is not None:
         # five terms add up to the features: each small enough that their sum is about unit variance
         for part in (model.prosody.position, model.prosody.line, model.prosody.kind):

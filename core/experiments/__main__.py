@@ -1,8 +1,10 @@
-"""`python -m core.experiments optimizers|lr-sweep|init`: the report's experiments, reproducible, resumable.
+"""`python -m core.experiments optimizers|lr-sweep|init|ablation|architectures`: the report's experiments.
 
-  optimizers  the same model, seed and data order trained with each optimizer for the same budget
-  lr-sweep    short runs per (optimizer, learning rate); the best lr per optimizer
-  init        zero initialisation against random schemes: hidden-unit symmetry, loss plateau
+  optimizers     the same model, seed and data order trained with each optimizer for the same budget
+  lr-sweep       short runs per (optimizer, learning rate); the best lr per optimizer
+  init           zero initialisation against random schemes: hidden-unit symmetry, loss plateau
+  ablation       the 全唐诗 preset, and the preset without each of its parts, on one budget
+  architectures  the plain LSTM, the preset and a character Transformer on one time budget
 
 Results go to docs/results/ (--out): <experiment>-<corpus>.json (every number), .md (tables), .png
 (matplotlib, if installed). Training runs live in <checkpoints>/experiments/<experiment>-<corpus>/<run>/,
@@ -15,7 +17,6 @@ interrupted ones; --fresh starts them again. Training flags not listed here (e.g
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import signal
@@ -24,17 +25,9 @@ from pathlib import Path
 
 from core.cli import ArgumentParser, print_json, run
 from core.errors import PoemError
-from core.experiments import results as out
-from core.experiments.optimizers import (
-    Plan,
-    check_optimizers,
-    machine,
-    run_comparison,
-    run_sweep,
-    sweep_grid,
-)
-from core.experiments.runs import Budget, RunSpec, parse_extra_flags, slug
-from core.experiments.symmetry import SCHEMES, InitSettings, run_init_experiment
+from core.experiments.commands import Progress, cmd_init, cmd_models, cmd_optimizers, cmd_sweep
+from core.experiments.runs import parse_extra_flags
+from core.experiments.symmetry import SCHEMES, InitSettings
 from core.training.backends import OPTIMIZERS
 
 
@@ -144,241 +137,18 @@ def build_parser() -> ArgumentParser:
     )
     i.add_argument("--device", default=d.device)
     i.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the model is small)")
-    return parser
-
-
-# --- progress on stderr ------------------------------------------------------------------------------------
-
-
-class Progress:
-    """One line per run state and per evaluation, on stderr (nothing with --quiet)."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-
-    def say(self, text: str) -> None:
-        if not self.quiet:
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
-
-    def state(self, spec: RunSpec, state: str) -> None:
-        words = {"done": "done, skipped", "failed": "failed before, skipped (--fresh retries)"}
-        self.say(f"{spec.name} (lr {spec.lr:g}): {words.get(state, state)}  [{spec.run_dir}]")
-
-    def event(self, spec: RunSpec, e: dict) -> None:
-        if e["event"] == "eval":
-            self.say(
-                f"  {spec.name:>14} step {e['step']:6d}  dev ppl {e['dev_ppl']:10.2f}  "
-                f"best {e.get('best_dev_ppl') or e['dev_ppl']:10.2f}  {e.get('elapsed_s', 0):7.1f}s"
-            )
-        elif e["event"] == "error":
-            self.say(f"  {spec.name:>14} {e.get('message', '')}")
-        elif e["event"] == "done":
-            self.say(f"  {spec.name:>14} {e['status']} at step {e['step']}, {e['elapsed_s']:.0f}s")
-
-
-# --- commands --------------------------------------------------------------------------------------------
-
-
-def make_plan(args, budget: Budget, extra: dict) -> Plan:
-    return Plan(
-        corpus=args.corpus,
-        budget=budget,
-        preset=args.preset,
-        seed=args.seed,
-        eval_every=args.eval_every,
-        patience=args.patience,
-        extra=extra,
-        checkpoints=args.checkpoints,
-    )
-
-
-def print_plan(specs: list[RunSpec]) -> None:
-    from core.experiments.runs import argv_for, run_state
-
-    for spec in specs:
-        state = run_state(spec)
-        argv = argv_for(spec, state)
-        sys.stdout.write(f"# {spec.name}: {state}\n" + (shlex.join(argv) + "\n" if argv else ""))
-
-
-def sweep_budget(args) -> Budget:
-    steps, minutes = args.sweep_steps, args.sweep_minutes
-    if steps is None and minutes is None:
-        steps = max(1, args.budget_steps // 4) if args.budget_steps else None
-        minutes = args.budget_minutes / 4 if args.budget_minutes and not args.budget_steps else None
-    return Budget(steps, minutes)
-
-
-def do_sweep(args, plan: Plan, grid: dict, progress: Progress) -> dict:
-    path = args.out / f"lr-sweep-{slug(args.corpus)}.json"
-    previous = None
-    if path.exists():
-        try:
-            previous = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            previous = None
-    if args.extend < 0:
-        raise PoemError("--extend: must be ≥ 0")
-    sweep = run_sweep(
-        plan,
-        grid,
-        fresh=args.fresh,
-        previous=previous,
-        extend=args.extend,
-        jobs=args.jobs,
-        on_state=progress.state,
-        on_event=progress.event,
-    )
-    sweep["command"] = args.command_line
-    for opt in grid:
-        sweep["optimizers"][opt]["command"] = args.command_line
-    out.write_json(path, sweep)
-    out.write_text(path.with_suffix(".md"), out.sweep_markdown(sweep))
-    sweep["outputs"] = {"json": str(path), "md": str(path.with_suffix(".md"))}
-    progress.say(f"chosen learning rates: {sweep['chosen']}  ->  {path}")
-    return sweep
-
-
-def cmd_optimizers(args, extra: dict, progress: Progress) -> dict:
-    optimizers = check_optimizers(args.optimizers)
-    unknown = sorted(set(args.lr) - set(OPTIMIZERS))
-    if unknown:
-        raise PoemError(f"--lr: unknown optimizer {unknown[0]!r}")
-    plan = make_plan(args, Budget(args.budget_steps, args.budget_minutes), extra)
-    if args.dry_run:
-        from core.experiments.optimizers import optimizer_specs, sweep_specs
-
-        if args.sweep:
-            sweep_plan = make_plan(args, sweep_budget(args), extra)
-            print_plan(sweep_specs(sweep_plan, sweep_grid(optimizers)))
-            sys.stdout.write("# then, with each optimizer's lr chosen by the sweep (DEFAULT_LR shown):\n")
-        print_plan(optimizer_specs(plan, optimizers, args.lr))
-        return {}
-    lrs, sources, sweep = {}, {}, None
-    if args.sweep:
-        sweep_plan = make_plan(args, sweep_budget(args), extra)
-        sweep = do_sweep(args, sweep_plan, sweep_grid(optimizers), progress)
-        lrs.update(sweep["chosen"])
-        sources.update(dict.fromkeys(sweep["chosen"], "sweep"))
-    lrs.update(args.lr)
-    sources.update(dict.fromkeys(args.lr, "given"))
-    result = run_comparison(
-        plan,
-        optimizers,
-        lrs,
-        sources,
-        fresh=args.fresh,
-        sweep=sweep,
-        jobs=args.jobs,
-        on_state=progress.state,
-        on_event=progress.event,
-    )
-    result["command"] = args.command_line
-    base = args.out / f"optimizers-{slug(args.corpus)}"
-    title = f"{len(optimizers)} optimizers on {args.corpus}, {out.budget_text(result['budget'])} each"
-    result["plot"] = out.plot_curves(result["runs"], base.with_suffix(".png"), title)
-    if result["plot"] is None:
-        result["plot_note"] = "no PNG: matplotlib is not installed (pip install matplotlib)"
-    out.write_json(base.with_suffix(".json"), result)
-    out.write_text(base.with_suffix(".md"), out.optimizers_markdown(result))
-    result["outputs"] = {
-        "json": str(base.with_suffix(".json")),
-        "md": str(base.with_suffix(".md")),
-        "png": result["plot"],
-    }
-    if not args.quiet and not args.json:
-        progress.say("\n" + out.runs_table(result["runs"]))
-        for xkey, xlabel in (("step", "optimizer step"), ("elapsed_s", "wall time (s)")):
-            series = [
-                (r["optimizer"], [p[xkey] for p in r["curve"]], [p["dev_ppl"] for p in r["curve"]])
-                for r in result["runs"]
-            ]
-            progress.say(
-                out.terminal_plot(series, title=f"dev perplexity against {xlabel}", xlabel=xlabel, log_y=True)
-            )
-    progress.say(f"wrote {base}.json, .md" + (", .png" if result["plot"] else f" ({result['plot_note']})"))
-    return result
-
-
-def cmd_sweep(args, extra: dict, progress: Progress) -> dict:
-    grid = sweep_grid(args.optimizers, args.lrs)
-    plan = make_plan(args, Budget(args.budget_steps, args.budget_minutes), extra)
-    if args.dry_run:
-        from core.experiments.optimizers import sweep_specs
-
-        print_plan(sweep_specs(plan, grid))
-        return {}
-    sweep = do_sweep(args, plan, grid, progress)
-    if not args.quiet and not args.json:
-        progress.say("\n" + out.sweep_table(sweep))
-    return sweep
-
-
-def cmd_init(args, progress: Progress) -> dict:
-    import torch
-
-    from core.model import INIT_SCHEMES
-
-    unknown = [s for s in args.schemes if s not in INIT_SCHEMES]
-    if unknown or not args.schemes:
-        raise PoemError(f"--schemes: choose from {', '.join(INIT_SCHEMES)}")
-    for name in ("steps", "embed_size", "hidden_size", "num_layers", "batch_size", "threads"):
-        if getattr(args, name) <= 0:
-            raise PoemError(f"--{name.replace('_', '-')}: must be > 0")
-    if not args.lr > 0:
-        raise PoemError("--lr: must be > 0")
-    if not 0 <= args.dropout < 1:
-        raise PoemError("--dropout: must be in [0, 1)")
-    torch.set_num_threads(args.threads)
-    settings = InitSettings(
-        corpus=args.corpus,
-        schemes=tuple(args.schemes),
-        steps=args.steps,
-        embed_size=args.embed_size,
-        hidden_size=args.hidden_size,
-        num_layers=args.num_layers,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        dropout=args.dropout,
-        seed=args.seed,
-        device=args.device,
-    )
-
-    def on_record(scheme: str, r: dict) -> None:
-        spread = max(ly["activation_spread"] for ly in r["layers"])
-        grad = max(ly["grad_row_spread"] for ly in r["layers"])
-        loss = f"{r['train_loss']:.3f}" if r["train_loss"] is not None else "  -  "
-        progress.say(
-            f"  {scheme:>8} step {r['step']:5d}  train loss {loss}  dev ppl {r['dev_ppl']:9.2f}  "
-            f"max|h_j-h_k| {spread:.3g}  max grad-row diff {grad:.3g}"
+    for name, text in (
+        ("ablation", "the preset without each of its parts, one budget (default 10 minutes each)"),
+        ("architectures", "plain LSTM, the preset, a Transformer: one time budget (default 30 minutes)"),
+    ):
+        a = sub.add_parser(name, help=text, allow_abbrev=False)
+        _common(a)
+        _training(a)
+        a.set_defaults(corpus="quantangshi")
+        a.add_argument(
+            "--poems", type=int, default=500, help="pure samples per run for the rhyme rate (default 500)"
         )
-
-    cache = args.checkpoints / "experiments" / f"init-{slug(args.corpus)}"
-    result = run_init_experiment(settings, cache, fresh=args.fresh, on_record=on_record)
-    result["command"] = args.command_line
-    result["machine"] = machine()
-    base = args.out / f"init-{slug(args.corpus)}"
-    result["plot"] = out.plot_init(result, base.with_suffix(".png"))
-    if result["plot"] is None:
-        result["plot_note"] = "no PNG: matplotlib is not installed (pip install matplotlib)"
-    out.write_json(base.with_suffix(".json"), result)
-    out.write_text(base.with_suffix(".md"), out.init_markdown(result))
-    result["outputs"] = {
-        "json": str(base.with_suffix(".json")),
-        "md": str(base.with_suffix(".md")),
-        "png": result["plot"],
-    }
-    if not args.quiet and not args.json:
-        progress.say("\n" + out.init_table(result))
-        series = [
-            (s["scheme"], [r["step"] for r in s["records"]], [r["dev_ppl"] for r in s["records"]])
-            for s in result["schemes"]
-        ]
-        progress.say(out.terminal_plot(series, title="dev perplexity", xlabel="step", log_y=True))
-    progress.say(f"wrote {base}.json, .md" + (", .png" if result["plot"] else f" ({result['plot_note']})"))
-    return result
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -398,11 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.threads <= 0:
                 raise PoemError("--threads: must be > 0")
             os.environ["OMP_NUM_THREADS"] = str(args.threads)
-        result = (
-            cmd_optimizers(args, extra, progress)
-            if args.command == "optimizers"
-            else cmd_sweep(args, extra, progress)
-        )
+        commands = {"optimizers": cmd_optimizers, "lr-sweep": cmd_sweep}
+        result = commands.get(args.command, cmd_models)(args, extra, progress)
     if args.json and result:
         print_json(result)
     return 0
