@@ -820,6 +820,64 @@ async def test_generate_explains_bad_input_and_writes_the_asked_form(tmp_path, t
 
 
 @run_async
+async def test_saving_poems_never_replaces_an_existing_file(tmp_path):
+    """ctrl+s onto a file that exists: the dialog says so before saving, and the poems go after its text."""
+    mine = tmp_path / "notes.txt"
+    mine.write_text("my own notes, not to lose", encoding="utf-8")  # (no newline at its end)
+    poems = [
+        "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。",
+        "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+    ]
+    app = make_app(tmp_path / "checkpoints", welcome=False)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: isinstance(app.screen, GenerateScreen))
+        gen = app.screen
+        for number, text in enumerate(poems, start=1):  # two finished requests, as sampling leaves them
+            block = PoemBlock(number, {"start": text[0], "form": "5", "lines": 4}, "run/best.safetensors")
+            gen.blocks[number] = block
+            await gen.query_one("#poems").mount(block)
+            block.finish([text], [-5.0], [None])
+
+        async def save_to(path: Path) -> SavePoemsDialog:
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: isinstance(app.screen, SavePoemsDialog))
+            dialog = app.screen
+            await type_into(pilot, "#path", str(path))
+            return dialog
+
+        dialog = await save_to(tmp_path / "new.txt")  # a new file: plain Save
+        assert not dialog.query_one("#save-note").display
+        assert str(dialog.query_one("#save").label) == "Save (enter)"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, GenerateScreen))
+        new = (tmp_path / "new.txt").read_text(encoding="utf-8")
+        assert new.startswith("# poems written with poemtui") and all(p in new.splitlines() for p in poems)
+
+        dialog = await save_to(mine)  # an existing file: the dialog says what will happen
+        assert dialog.query_one("#save-note").display and "exists" in text_of(dialog.query_one("#save-note"))
+        assert "Append" in str(dialog.query_one("#save").label)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, GenerateScreen))
+        await wait_for(pilot, lambda: "Added 2 poems" in toasts(app), what="the notification")
+        first = mine.read_text(encoding="utf-8")
+        assert first.startswith("my own notes, not to lose\n\n# poems written with poemtui")
+        assert all(p in first.splitlines() for p in poems)
+
+        await save_to(mine)  # and again: the earlier save stays too
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, GenerateScreen))
+        again = mine.read_text(encoding="utf-8")
+        assert again.startswith(first) and again.count("# poems written with poemtui") == 2
+
+        dialog = await save_to(tmp_path)  # a folder is refused, and the dialog stays
+        await pilot.press("enter")
+        assert isinstance(app.screen, SavePoemsDialog) and "folder" in text_of(
+            dialog.query_one("#save-error")
+        )
+
+
+@run_async
 async def test_generate_refuses_a_corrupt_checkpoint_inline(tmp_path, tiny_run):
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes((tiny_run / "best.safetensors").read_bytes()[:5000])

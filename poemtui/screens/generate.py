@@ -22,7 +22,7 @@ from core.generation.settings import SampleSettings
 from core.options import OptionError, brief
 from poemtui.dialogs.save_poems import SavePoemsDialog
 from poemtui.state import catalog
-from poemtui.state.poems import poems_file_text
+from poemtui.state.poems import append_poems, poems_file_text
 from poemtui.state.tones import ToneView, tone_view
 from poemtui.widgets.form_field import FormField
 from poemtui.widgets.poem_block import PoemBlock
@@ -368,11 +368,14 @@ class GenerateScreen(Screen):
             if path is None:
                 return
             try:
-                path.write_text(poems_file_text((b.checkpoint, b.settings, b.texts) for b in blocks), "utf-8")
+                added = append_poems(
+                    path, poems_file_text((b.checkpoint, b.settings, b.texts) for b in blocks)
+                )
             except OSError as exc:
                 self.notify(f"{path}: {exc.strerror or exc}", title="Not saved", severity="error")
                 return
-            self.notify(str(path), title=f"Saved {count} poem{'s' * (count != 1)}")
+            poems = f"{count} poem{'s' * (count != 1)}"
+            self.notify(str(path), title=f"Added {poems} to the end of" if added else f"Saved {poems}")
 
         self.app.push_screen(SavePoemsDialog(default, count), save)
 

@@ -1,10 +1,12 @@
 """The Generate screen's poems as text: the line that describes a request's settings, and the session's poems
-as a file's text."""
+written to a file (appended to an existing one, never replacing it)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 
 def settings_line(settings: dict) -> str:
@@ -36,3 +38,17 @@ def poems_file_text(requests: Iterable[tuple[str, dict, list[str]]]) -> str:
         out.extend(texts)
         out.append("")
     return "\n".join(out)
+
+
+def append_poems(path: Path, text: str) -> bool:
+    """Write `text` after what `path` holds already (never replacing it); True if the file held something.
+
+    Opened in append mode, so a file that appeared after the user chose the name is not replaced either."""
+    with open(path, "a+b") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        separator = b""
+        if size:
+            fh.seek(size - 1)
+            separator = b"\n" if fh.read(1) == b"\n" else b"\n\n"  # a blank line before this session's poems
+        fh.write(separator + text.encode("utf-8"))
+    return size > 0
