@@ -108,6 +108,19 @@ async def type_into(pilot, selector: str, text: str, settle: float = 0.0) -> Non
     await pilot.pause(settle or None)
 
 
+async def checked(pilot, gen) -> None:
+    """Let the Generate screen react to a change, then wait for its check (it runs once typing pauses)."""
+    await pilot.pause()
+    await wait_for(pilot, lambda: not gen.check_pending, timeout=10, what="the check", poll=0.02)
+    await pilot.pause()
+
+
+async def type_and_check(pilot, selector: str, text: str) -> None:
+    """Type into a Generate field as a user would, then wait for the screen's check."""
+    await type_into(pilot, selector, text)
+    await checked(pilot, pilot.app.screen)
+
+
 def copy_run(run: Path, root: Path, name: str = "tiny") -> Path:
     target = root / name
     shutil.copytree(run, target)
@@ -782,27 +795,27 @@ async def test_generate_explains_bad_input_and_writes_the_asked_form(tmp_path, t
             widget = gen.query_one("#seed-error")
             return text_of(widget) if widget.has_class("-shown") else ""
 
-        await type_into(pilot, "#seed-input", "龘", settle=0.3)
+        await type_and_check(pilot, "#seed-input", "龘")
         assert "「龘」 is not in this model's vocabulary" in seed_error()
         assert "Unknown: skip" in seed_error()
         await pilot.press("enter")
         await pilot.pause()
         assert gen.blocks == {}, "an unknown seed character must not start sampling"
 
-        await type_into(pilot, "#seed-input", "風", settle=0.3)  # Traditional: normalised like the corpus
+        await type_and_check(pilot, "#seed-input", "風")  # Traditional: normalised like the corpus
         assert seed_error() == "" if "风" in vocab.stoi else "vocabulary" in seed_error()
-        await type_into(pilot, "#field-temperature", "hot", settle=0.3)
+        await type_and_check(pilot, "#field-temperature", "hot")
         assert "number" in text_of(gen.query_one("#row-temperature .field-error"))
-        await type_into(pilot, "#field-temperature", "0.8", settle=0.3)
-        await type_into(pilot, "#field-top_p", "1.5", settle=0.3)
+        await type_and_check(pilot, "#field-temperature", "0.8")
+        await type_and_check(pilot, "#field-top_p", "1.5")
         assert "(0, 1]" in text_of(gen.query_one("#row-top_p .field-error"))
-        await type_into(pilot, "#field-top_p", "0.9", settle=0.3)
+        await type_and_check(pilot, "#field-top_p", "0.9")
 
         start = next(ch for ch in "春山月风花" if ch in vocab.stoi)
-        await type_into(pilot, "#seed-input", start, settle=0.3)
+        await type_and_check(pilot, "#seed-input", start)
         gen.query_one("#field-form", Select).value = "5"
-        await type_into(pilot, "#field-num", "2", settle=0.3)
-        await type_into(pilot, "#field-seed", "7", settle=0.3)
+        await type_and_check(pilot, "#field-num", "2")
+        await type_and_check(pilot, "#field-seed", "7")
         assert seed_error() == ""
         await pilot.press("enter")
         await wait_for(pilot, lambda: 1 in gen.blocks and gen.blocks[1].done, timeout=60, what="poems")
@@ -958,24 +971,24 @@ async def test_gelv_poems_show_their_tones_rhymes_and_pattern(tmp_path, tiny_run
 
         # 格律 with the auto form: the form becomes 5, and a notification says why.
         gen.query_one("#field-gelv", Select).value = "on"
-        await pilot.pause(0.3)
+        await checked(pilot, gen)
         assert form.value == "5" and not gen.query_one("#field-rhyme", Input).disabled
         assert "格律 needs a regular form" in toasts(app)
         # Back to auto by hand: the declaration's verdict under the 格律 field, and nothing is written.
         form.value = "auto"
-        await pilot.pause(0.4)
+        await checked(pilot, gen)
         assert "needs a fixed form" in text_of(gen.query_one("#row-gelv .field-error"))
         gen.query_one("#seed-input", Input).focus()
         await pilot.press("enter")
         await pilot.pause()
         assert gen.blocks == {}
         form.value = "5"
-        await type_into(pilot, "#field-rhyme", "xx", settle=0.4)
+        await type_and_check(pilot, "#field-rhyme", "xx")
         assert "unknown rhyme group" in text_of(gen.query_one("#seed-error"))
 
-        await type_into(pilot, "#field-rhyme", "东", settle=0.4)
-        await type_into(pilot, "#field-num", "2", settle=0.1)
-        await type_into(pilot, "#field-seed", "11", settle=0.4)
+        await type_and_check(pilot, "#field-rhyme", "东")
+        await type_and_check(pilot, "#field-num", "2")
+        await type_and_check(pilot, "#field-seed", "11")
         assert not gen.query_one("#seed-error").has_class("-shown")
         block = await write_poems(pilot, gen)
         assert "格律, rhyme 东" in text_of(block.query_one(".poem-heading"))
@@ -1008,7 +1021,7 @@ async def test_gelv_poems_show_their_tones_rhymes_and_pattern(tmp_path, tiny_run
         # Without 格律, a free-form poem: each character's own tones (◐ either), no verdict.
         gen.query_one("#field-gelv", Select).value = "off"
         form.value = "free"
-        await pilot.pause(0.4)
+        await checked(pilot, gen)
         assert gen.query_one("#field-rhyme", Input).disabled
         block = await write_poems(pilot, gen)
         for text, view in zip(block.texts, block.views, strict=True):

@@ -261,7 +261,16 @@ class GenerateScreen(Screen):
             field.set_error(problems.get(name))
         if self._check_timer is not None:
             self._check_timer.stop()
-        self._check_timer = self.set_timer(CHECK_AFTER_S, self.check_settings)
+        self._check_timer = self.set_timer(CHECK_AFTER_S, self._check_after_pause)
+
+    def _check_after_pause(self) -> None:
+        self._check_timer = None
+        self.check_settings()
+
+    @property
+    def check_pending(self) -> bool:
+        """Typed text waits for the sampler's verdict (CHECK_AFTER_S after the last key)."""
+        return self._check_timer is not None
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.check_soon()
