@@ -32,9 +32,8 @@ from poemtui.screens.checkpoints import CheckpointsScreen
 from poemtui.screens.generate import GenerateScreen
 from poemtui.screens.train_form import TrainFormScreen
 from poemtui.screens.train_live import LiveScreen
-from poemtui.state import experiment as seq
 from poemtui.state.catalog import CheckpointEntry, has_checkpoints
-from poemtui.state.experiment import Experiment, OptimizerComparison
+from poemtui.state.experiment import NEXT, STOPPED, Experiment, OptimizerComparison
 from poemtui.state.train_options import preset_values, train_options
 from poemtui.state.training import DONE_TEXT, Launch, RunState, TrainingJob, train_command
 
@@ -217,11 +216,11 @@ class PoemApp(App):
         exp = self.experiment
         assert exp is not None
         after = exp.run_ended(s)
-        if after == seq.NEXT:
+        if after == NEXT:
             self.launch(exp.next_launch())
             return
         self.experiment = None
-        if after == seq.STOPPED:
+        if after == STOPPED:
             self.notify(
                 f"during run {exp.started} of {exp.total} ({exp.current_name}); launch it again "
                 "to carry on from its last checkpoint (finished runs are skipped)",

@@ -536,6 +536,92 @@ async def test_failed_run_says_why(tmp_path):
         assert not app.training_live
 
 
+def test_run_state_takes_the_step_budget_from_the_trainers_events(tmp_path):
+    """`max_steps` comes with every batch event (null: no limit); the child's command line is not read."""
+    from poemtui.state.training import RunState
+
+    batch = dict(event="batch", epoch=1, epochs=15, batch=2, batches=9, step=2, loss=7.7, lr=0.005)
+    batch.update(tokens_per_s=3800.0, elapsed_s=1.0)
+    limited, unlimited, old_log = (RunState(run_dir=tmp_path) for _ in range(3))
+    limited.apply({**batch, "max_steps": 5})
+    unlimited.apply({**batch, "max_steps": None})
+    old_log.apply(batch)  # a metrics.jsonl written before batch events carried it
+    assert (limited.max_steps, limited.step_limited, limited.total_steps, limited.steps_done) == (
+        5,
+        True,
+        5,
+        2,
+    )
+    for state in (unlimited, old_log):
+        assert (state.max_steps, state.step_limited, state.total_steps, state.steps_done) == (
+            None,
+            False,
+            135,
+            2,
+        )
+
+
+class FakePlannedRun:
+    """What poemtui.state.experiment uses of a core.experiments PlannedRun, with its bookkeeping recorded."""
+
+    def __init__(self, run_dir: Path, state: str = "start"):
+        self.run_dir, self.state, self.calls = run_dir, state, []
+        resume = ["--resume", str(run_dir / "last.safetensors")] if state == "resume" else []
+        self.argv = [
+            sys.executable,
+            "-m",
+            "core.train",
+            "--run-dir",
+            str(run_dir),
+            *resume,
+            "--max-steps",
+            "9",
+        ]
+
+    def prepare(self) -> None:
+        self.calls.append("prepare")
+
+    def finished(self, returncode: int, message: str = "") -> None:
+        self.calls.append(("finished", returncode))
+
+
+def test_an_experiment_launches_its_runs_in_turn_and_ends_at_a_stop(tmp_path):
+    """The sequence the app drives (no UI, no process): launch, run ended -> next | stopped | finished."""
+    from poemtui.state.experiment import FINISHED, NEXT, STOPPED, Experiment
+    from poemtui.state.training import RunState
+
+    def ended(launch, status: str, code: int) -> RunState:
+        state = launch.state()
+        state.apply({"event": "done", "status": status})
+        state.process_exited(code, [])
+        return state
+
+    folder = tmp_path / "optimizers-tang300"
+    runs = [FakePlannedRun(folder / "sgd"), FakePlannedRun(folder / "adam", "resume")]
+    lock = contextlib.ExitStack()
+    released = []
+    lock.callback(released.append, True)
+    exp = Experiment(folder, runs, lock)
+    assert (exp.total, exp.names, exp.resumed, exp.done) == (2, ["sgd", "adam"], 1, False)
+
+    first = exp.next_launch()
+    assert first.run_dir == folder / "sgd" and first.resume is None
+    assert first.series == "optimizers-tang300, run 1 of 2" and first.command[-2:] == ["--events", "jsonl"]
+    assert exp.run_ended(ended(first, "max_steps", 0)) == NEXT and not released
+    second = exp.next_launch()
+    assert second.run_dir == folder / "adam" and second.resume == folder / "adam" / "last.safetensors"
+    assert exp.run_ended(ended(second, "max_steps", 0)) == FINISHED and released
+    assert [r.calls for r in runs] == [["prepare", ("finished", 0)]] * 2
+
+    # A stop (by the user, or the trainer interrupted) ends the sequence with the run it stopped.
+    runs = [FakePlannedRun(folder / "sgd"), FakePlannedRun(folder / "adam")]
+    exp = Experiment(folder, runs, contextlib.ExitStack())
+    launch = exp.next_launch()
+    exp.stop()
+    assert exp.run_ended(ended(launch, "interrupted", 130)) == STOPPED and exp.current_name == "sgd"
+    assert runs[0].calls == ["prepare", ("finished", 130)] and runs[1].calls == []
+
+
 EXPERIMENT_STEPS = 40  # a test's budget per run (the palette's default is 180 steps of the tang300 model)
 SMALL_MODEL = {"embed_size": 16, "hidden_size": 16}  # the sequence is what is tested, not the model
 
