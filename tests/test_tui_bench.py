@@ -1,7 +1,7 @@
-"""`python -m poemtui.bench --rounds 1 --steps 9` end to end: both runs train, and the figures are printed.
+"""`python -m poemtui.bench --rounds 1 --steps 3` end to end: both runs train, and the figures are printed.
 
-(One epoch of the quick preset with its evaluation, not the benchmark's three: the test checks that the
-benchmark runs and reports, not the figures themselves.)"""
+(Three steps of the quick preset and the evaluation that ends a run, not the benchmark's three epochs: the
+test checks that the benchmark runs and reports, not the figures themselves.)"""
 
 import os
 import re
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow  # two real training runs of the quick preset, one
 
 def test_tui_bench_prints_its_figures():
     done = subprocess.run(
-        [sys.executable, "-m", "poemtui.bench", "--rounds", "1", "--steps", "9"],
+        [sys.executable, "-m", "poemtui.bench", "--rounds", "1", "--steps", "3"],
         capture_output=True,
         text=True,
         timeout=900,
