@@ -141,7 +141,7 @@ class PoemApp(App):
 
     def launch(self, launch: Launch) -> None:
         """Start one `core.train --events jsonl` child: its run becomes the app's run, the Live screen's."""
-        self.run_state = launch.state()
+        self.run_state = launch.new_state()
         self.job = TrainingJob(self.run_state, launch.command, on_change=self._training_event)
         self._run_job(self.job)
         self.switch_mode("live")

@@ -591,7 +591,7 @@ def test_an_experiment_launches_its_runs_in_turn_and_ends_at_a_stop(tmp_path):
     from poemtui.state.training import RunState
 
     def ended(launch, status: str, code: int) -> RunState:
-        state = launch.state()
+        state = launch.new_state()
         state.apply({"event": "done", "status": status})
         state.process_exited(code, [])
         return state

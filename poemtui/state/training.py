@@ -241,7 +241,8 @@ class Launch:
         command = argv if "--events" in argv else [*argv, "--events", "jsonl"]
         return cls(command, run_dir, resume, series)
 
-    def state(self) -> RunState:
+    def new_state(self) -> RunState:
+        """A fresh RunState for this launch (what the Live screen shows once it starts)."""
         return RunState(run_dir=self.run_dir, resume=self.resume, series=self.series)
 
 
