@@ -123,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.resume:  # bad input fails in these constructors, before any output is opened
         overrides = {k: v for k, v in flags.items() if k in RESUME_OVERRIDABLE}
-        for name in sorted(set(flags) - RESUME_OVERRIDABLE):
-            flag = TrainConfig.specs()[name].flag
-            sys.stderr.write(f"warning: {flag} is fixed by the checkpoint; ignored\n")
         trainer = Trainer.resume(args.resume, run_dir, overrides=overrides, stop=stop)
+        for name in sorted(set(flags) - RESUME_OVERRIDABLE):  # once the resume is accepted: a refusal
+            flag = TrainConfig.specs()[name].flag  # stays one line
+            sys.stderr.write(f"warning: {flag} is fixed by the checkpoint; ignored\n")
     else:
         trainer = Trainer.new(cfg, run_dir, stop=stop)
     memory.keep_freed_memory()  # each step reuses the last one's memory (core/training/memory.py)

@@ -103,8 +103,11 @@ def integrity_of(path: Path) -> str:
     """npm's integrity string (Subresource Integrity form) of a file."""
     digest = hashlib.sha512()
     with open_input(path, "package file", CorpusError) as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+        try:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        except OSError as exc:
+            raise CorpusError(f"{path}: cannot read ({why(exc)})") from None
     return "sha512-" + base64.b64encode(digest.digest()).decode("ascii")
 
 
@@ -223,15 +226,18 @@ def _extract(tarball: Path, staging: Path) -> None:
 
 def _source_files(source: Path) -> Iterator[tuple[Path, str]]:
     """(file, path inside our layout) for an unpacked npm package or a checkout of the repository."""
-    npm_roots = [root for root in (source, source / "package") if (root / "dist" / "quantangshi").is_dir()]
+    npm_roots = [
+        root for root in (source, source / "package") if os.path.isdir(root / "dist" / "quantangshi")
+    ]
     if npm_roots:
         folders = {folder: folder for folder in NPM_COUNTS}  # the same layout as ours
         root = npm_roots[0]
-    elif (source / "全唐诗").is_dir():
+    elif os.path.isdir(source / "全唐诗"):
         folders, root = _REPO_LAYOUT, source
     else:
         raise CorpusError(
-            f"--source {source}: neither a chinese-poetry checkout (全唐诗/, 蒙学/) nor an unpacked npm package"
+            f"--source {source}: neither a chinese-poetry checkout (全唐诗/, 蒙学/) nor an unpacked npm "
+            "package"
         )
     for folder, target in folders.items():
         for path in sorted((root / folder).glob("*.json")):
@@ -241,13 +247,16 @@ def _source_files(source: Path) -> Iterator[tuple[Path, str]]:
 
 
 def _from_directory(source: Path, staging: Path) -> str:
-    if not source.is_dir():
+    if not os.path.isdir(source):
         raise CorpusError(f"{source}: no such file or directory")
     for path, rel in _source_files(source):
         target = staging / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         with open_input(path, "corpus file", CorpusError) as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst)  # a FIFO or a device among the files: refused, never read
+            try:
+                shutil.copyfileobj(src, dst)  # a FIFO or a device among the files: refused, never read
+            except OSError as exc:
+                raise CorpusError(f"{path}: cannot copy ({why(exc)})") from None
     return str(source.resolve())
 
 

@@ -100,7 +100,7 @@ def _source_dist(source: str | None) -> Path:
     else:
         base = Path(source).expanduser()
     for candidate in (base, base / "dist", base / "package" / "dist"):
-        if (candidate / "strains" / "json").is_dir() and (candidate / "quantangshi").is_dir():
+        if os.path.isdir(candidate / "strains" / "json") and os.path.isdir(candidate / "quantangshi"):
             return candidate
     raise GelvError(
         f"{base}: no quantangshi/ and strains/json/ (give the chinese-poetry package or its dist/)"

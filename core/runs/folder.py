@@ -86,7 +86,7 @@ def list_checkpoints(folder: Path) -> list[Path]:
 def resolve_checkpoint(path: Path) -> Path:
     """A run folder stands for its best checkpoint (or, before any best, its last one)."""
     path = Path(path)
-    if path.is_dir():
+    if os.path.isdir(path):  # False, not an OSError, for a name too long or a path through a file
         for name in POINTERS:
             if (path / f"{name}{EXT}").exists():
                 return path / f"{name}{EXT}"
@@ -110,7 +110,7 @@ class RunFolder:
         """What makes this folder a run's ("metrics.jsonl, 3 checkpoints"), or "" when nothing does."""
         found = []
         try:
-            if self.metrics_path.is_file() and self.metrics_path.stat().st_size > 0:
+            if os.path.isfile(self.metrics_path) and self.metrics_path.stat().st_size > 0:
                 found.append(METRICS)
         except OSError:
             pass

@@ -483,7 +483,7 @@ def refuse_other_run(run_dir: Path, resumed: Path | None) -> None:
     folder = RunFolder(run_dir)
     if resumed is not None and _same_folder(resumed.parent, run_dir):
         return
-    what = folder.holds_run() if run_dir.is_dir() else ""
+    what = folder.holds_run() if os.path.isdir(run_dir) else ""
     if not what:
         return
     if resumed is None:
