@@ -186,6 +186,11 @@ def brief(problem: str) -> str:
 def _number_text(value: float | None) -> str:
     if value is None:
         return ""
+    if isinstance(value, int) and not isinstance(value, bool):  # may be too large for a float (10**400)
+        digits = str(abs(value))
+        if len(digits) <= 15:
+            return str(value)
+        return f"{'-' if value < 0 else ''}{digits[0]}.{digits[1:3]}e+{len(digits) - 1}"
     if float(value).is_integer() and abs(value) < 1e15:
         return str(int(value))
     return f"{value:g}"

@@ -58,7 +58,7 @@ POEMS = [
 ]
 
 
-class Hang(Exception):
+class Hang(BaseException):  # not an Exception: core.cli.run must not report it as an internal error
     pass
 
 

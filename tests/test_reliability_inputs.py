@@ -189,7 +189,18 @@ def test_every_numeric_setting_refuses_nan_inf_and_out_of_range_text():
         for name, spec in settings.specs().items():
             if spec.kind not in (int, float):
                 continue
-            for text in ("nan", "inf", "-inf", "1e308", "-1e308", "1e999", "0x10", "", "一"):
+            for text in (
+                "nan",
+                "inf",
+                "-inf",
+                "1e308",
+                "-1e308",
+                "1e999",
+                "9" * 400,
+                "-" + "9" * 400,
+                "0x10",
+                "一",
+            ):
                 try:
                     value = spec.parse(text)
                 except OptionError:
@@ -322,3 +333,5 @@ def test_a_vocabulary_without_commas_is_refused_before_training(capsys, tmp_path
     assert not run.exists()  # before training, not at the first evaluation
     args[args.index("--sample-on-eval") + 1] = "false"
     assert cli(capsys, "core.train", args)[0] == 0
+    tang = [*TINY, "--max-steps", "1", "--run-dir", str(tmp_path / "tang")]
+    refused(capsys, "core.train", [*tang, "--min-freq", "10000"], "--min-freq 10000", "no character")

@@ -8,7 +8,8 @@ The largest training batch of N target tokens (B rows of T positions) needs, in 
 
 - the output layer: logits [N, |V|], their log-softmax and both gradients (LOGIT_COPIES copies);
 - the LSTM: per layer and position, the gates, cell and hidden states kept for BPTT and their gradients
-  (LSTM_FLOATS_PER_UNIT floats per hidden unit), and the embedding and its gradient;
+  (LSTM_FLOATS_PER_UNIT floats per hidden unit), and the embedding, its dropout and its gradient over every
+  position of the padded batch;
 - the weights, their gradients and the optimizer's state (OPTIMIZER_SLOTS copies more).
 
 An evaluation batch (64 dev poems) needs the weights and its logits. The constants were measured
@@ -90,7 +91,7 @@ def estimate(
     params = sum(math.prod(shape) for shape in model.parameter_shapes().values())
     weights = 4 * params * (2 + OPTIMIZER_SLOTS.get(cfg.optimizer, 2))
     per_unit = LSTM_FLOATS_PER_UNIT.get(model.lstm_impl, 16)
-    width = model.hidden_size * model.num_layers * per_unit + model.lstm_input_size * EMBED_COPIES
+    width = model.hidden_size * model.num_layers * per_unit
 
     def positions(rows: int, length: int, tokens: int) -> int:
         # the fused LSTM packs the rows (padding costs nothing); the autograd one runs over every position
@@ -98,7 +99,10 @@ def estimate(
 
     rows, length, tokens = max(train_shapes, key=lambda s: s[2] * vocab_size + s[0] * s[1])
     logits = 4 * tokens * vocab_size * LOGIT_COPIES
-    activations = 4 * positions(rows, length, tokens) * width
+    # the embedding (and its dropout) runs over every position, padding included
+    activations = (
+        4 * positions(rows, length, tokens) * width + 4 * rows * length * model.lstm_input_size * EMBED_COPIES
+    )
     e_rows, e_length, e_tokens = eval_shape  # no gradients: logits, their log-softmax, the LSTM's states
     evaluation = (
         4 * e_tokens * vocab_size * EVAL_LOGIT_COPIES + 4 * positions(*eval_shape) * model.hidden_size * 6

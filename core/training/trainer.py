@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from core.corpus import batches_for_mode
-from core.corpus.vocab import UNK
+from core.corpus.vocab import SPECIALS, UNK
 from core.errors import CheckpointError, PoemError
 from core.model import resolve_precision
 from core.paths import prepare_folder
@@ -98,7 +98,7 @@ class Trainer:
         refuse_other_run(run_dir, None)  # before seconds of corpus loading
         device = start_processes(cfg)
         data = RunData.load(cfg)
-        check_vocab(cfg, data.vocab, cfg.corpus)
+        check_vocab(cfg, data, cfg.corpus)
         first = fits_in_memory(cfg, data, device)
         folder = claim_folder(run_dir, None)
         return cls(cfg, folder, data, make_backend(cfg, data.vocab, device), first_batches=first, **kwargs)
@@ -121,7 +121,7 @@ class Trainer:
         device = start_processes(cfg)
         data = RunData.load(cfg, vocab=ckpt.vocab)
         data.check_same_corpus(ckpt, cfg.min_freq)
-        check_vocab(cfg, data.vocab, Path(checkpoint).name)
+        check_vocab(cfg, data, Path(checkpoint).name)
         first = fits_in_memory(cfg, data, device)
         folder = claim_folder(run_dir, Path(checkpoint))
         trainer = cls(cfg, folder, data, make_backend(cfg, data.vocab, device), first_batches=first, **kwargs)
@@ -466,16 +466,27 @@ def fits_in_memory(cfg: TrainConfig, data: RunData, device: torch.device) -> lis
 SAMPLE_NEEDS = "，。"
 
 
-def check_vocab(cfg: TrainConfig, vocab, source: str) -> None:
+def check_vocab(cfg: TrainConfig, data: RunData, source: str) -> None:
     """The sample poem written at each evaluation needs "，" and "。": a vocabulary without them is refused
-    before training, not at the first evaluation."""
-    missing = [ch for ch in SAMPLE_NEEDS if ch not in vocab.stoi]
-    if cfg.sample_on_eval and dist.is_main() and missing:
-        marks = "".join(f"「{ch}」" for ch in missing)
+    before training, not at the first evaluation, naming the cause (the corpus, or --min-freq)."""
+    if len(data.vocab) <= len(SPECIALS):  # the specials only: nothing to learn, and no checkpoint would load
         raise PoemError(
-            f"{source}: the vocabulary (train split) has no {marks}, which the sample poem written at each "
-            "evaluation needs: train on punctuated poems, or pass --sample-on-eval false"
+            f"{source}: --min-freq {cfg.min_freq} leaves no character in the vocabulary: lower it"
         )
+    missing = [ch for ch in SAMPLE_NEEDS if ch not in data.vocab.stoi]
+    if not (cfg.sample_on_eval and dist.is_main() and missing):
+        return
+    marks = "".join(f"「{ch}」" for ch in missing)
+    in_train = any(ch in poem for ch in missing for poem in data.corpus.splits["train"])
+    cause = (
+        f"--min-freq {cfg.min_freq} leaves {marks} out of the vocabulary: lower it"
+        if in_train
+        else f"the vocabulary (train split) has no {marks}: train on punctuated poems"
+    )
+    raise PoemError(
+        f"{source}: {cause}, or pass --sample-on-eval false (the sample poem written at each evaluation "
+        "needs them)"
+    )
 
 
 def refuse_other_run(run_dir: Path, resumed: Path | None) -> None:
