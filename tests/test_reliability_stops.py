@@ -79,6 +79,19 @@ def test_two_sigints_50ms_apart_at_step_2_save_and_say_so(tmp_path):
     assert_complete_files(run)
 
 
+def test_sighup_saves_like_sigterm(tmp_path):
+    """A closed terminal sends SIGHUP: the run saves and exits 129 (it died at once, unsaved, before)."""
+    run = tmp_path / "run"
+    proc = start(run)
+    wait_for_step(proc, 2)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 129, err.decode()
+    done = events(run)[-1]
+    assert done["status"] == "hangup" and read_meta(run / f"last{EXT}")["progress"]["step"] == done["step"]
+    assert_complete_files(run)
+
+
 def test_a_third_signal_aborts_saying_so_and_leaves_complete_files(tmp_path):
     run = tmp_path / "run"
     proc = start(run, "--eval-every", "2")

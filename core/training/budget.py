@@ -13,8 +13,9 @@ The largest training batch of N target tokens (B rows of T positions) needs, in 
 - the weights, their gradients and the optimizer's state (OPTIMIZER_SLOTS copies more).
 
 An evaluation batch (64 dev poems) needs the weights and its logits. The constants were measured
-(docs/RELIABILITY.md, "Memory"): on four configurations the estimate was 3-20% above the measured
-growth of the peak RSS, and refusing a little early is the safe side.
+(docs/RELIABILITY.md, "Memory"): on five configurations the estimate was 7-21% above the measured
+growth of the peak RSS (tests/budget_calibration.py measures one), and refusing a little early is the
+safe side.
 POEMTUI_MEMORY_AVAILABLE=<bytes, or 12G> replaces what the machine reports (a test, or a machine that
 swaps on purpose).
 """
