@@ -125,8 +125,6 @@ class PoetryLM(nn.Module):
         """vocab (core.corpus.Vocab): fills the prosody table (cfg.prosody); a checkpoint's weights bring
         theirs instead."""
         super().__init__()
-        if cfg.tie_weights and cfg.embed_size != cfg.hidden_size:
-            raise ValueError("tie_weights needs embed_size == hidden_size")
         self.cfg = cfg
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_size)
         self.lstm = LSTM(
@@ -138,14 +136,16 @@ class PoetryLM(nn.Module):
             locked=cfg.locked_dropout,
             weight_drop=cfg.weight_drop,
         )
-        self.head = nn.Linear(cfg.hidden_size, cfg.vocab_size)
+        self.head = nn.Linear(cfg.head_input_size, cfg.vocab_size)
         if cfg.tie_weights:
             self.head.weight = self.embedding.weight
+        # a tied head on a wider LSTM: h_t projected to the embedding size first (a factorised output layer)
+        self.project = nn.Linear(cfg.hidden_size, cfg.embed_size, bias=False) if cfg.projected else None
         self.prosody = Prosody(cfg.vocab_size, cfg.prosody_size) if cfg.prosody else None
         if self.prosody is not None:
             # the prosody head: logits += (U h_t) · classes(v), the character's tones and groups weighted
             # by h_t; it rides on the head's matmul (extra columns), so it costs 32 of H + 32 inputs
-            self.prosody.head = nn.Linear(cfg.hidden_size, PROSODY_CLASSES, bias=False)
+            self.prosody.head = nn.Linear(cfg.head_input_size, PROSODY_CLASSES, bias=False)
             if vocab is not None:
                 self.prosody.fill(vocab.itos)
         init_weights(self, cfg.init)
@@ -172,6 +172,8 @@ class PoetryLM(nn.Module):
             positions = mask.reshape(-1).nonzero()[:, 0] if cfg.locked_dropout else None
             out = out[mask]
         out = self._dropout(out.reshape(-1, out.shape[-1]), positions, B, T)
+        if self.project is not None:
+            out = self.project(out)
         if self.prosody is None:
             logits = self.head(out)
         else:  # [h | U h] @ [W | classes]^T + b: one matmul
@@ -225,9 +227,11 @@ def _init_default(model: PoetryLM) -> None:
 
     Embeddings are N(0, 1), the unit-variance inputs Xavier's scaling assumes: with std 0.1 the gates of
     a 2-layer LSTM barely see the input and training sits on the unigram plateau for hundreds of steps
-    (docs/REPORT.md §3). A tied embedding is also the output
-    matrix, whose logits must start small: it keeps std 0.1."""
-    nn.init.normal_(model.embedding.weight, std=0.1 if model.cfg.tie_weights else 1.0)
+    (docs/REPORT.md §3). A tied embedding is also the output matrix, whose logits must start small: read
+    directly (embed size = hidden size) it keeps std 0.1; behind a projection, the projection starts small
+    instead (std 0.1/√H), so the LSTM still sees unit-variance inputs."""
+    cfg = model.cfg
+    nn.init.normal_(model.embedding.weight, std=0.1 if cfg.tie_weights and not cfg.projected else 1.0)
     for name, p in model.lstm.named_parameters():
         if name.startswith("weight_ih"):
             _per_gate(p, nn.init.xavier_uniform_)
@@ -241,6 +245,8 @@ def _init_default(model: PoetryLM) -> None:
     if not model.cfg.tie_weights:
         nn.init.uniform_(model.head.weight, -bound, bound)
     nn.init.zeros_(model.head.bias)
+    if model.project is not None:
+        nn.init.normal_(model.project.weight, std=0.1 / math.sqrt(cfg.hidden_size))
     if model.prosody is not None:
         # five terms add up to the features: each small enough that their sum is about unit variance
         for part in (model.prosody.position, model.prosody.line, model.prosody.kind):

@@ -36,8 +36,9 @@ class ModelConfig(Options):
         low=0, high=1, high_open=True, label="Dropout",
     )  # fmt: skip
     tie_weights: bool = option(
-        False, "share the embedding and output matrices (needs embed size == hidden size)", label="Tied"
-    )
+        False, "share the embedding and output matrices (with embed size < hidden size, the LSTM's output is "
+        "first projected down to the embedding size: a factorised, cheaper output layer)", label="Tied",
+    )  # fmt: skip
     lstm_impl: str = option(
         "fused", "fused (hand-derived BPTT in one autograd node, fast) or autograd (plain torch ops)",
         choices=LSTM_IMPLS,
@@ -67,11 +68,14 @@ class ModelConfig(Options):
     )  # fmt: skip
     prosody_size: int = option(64, "size of the prosody features fed to the LSTM", low=1, high=4096)
 
-    @classmethod
-    def combination_problems(cls, values: dict) -> dict[str, str]:
-        if values.get("tie_weights") and values.get("embed_size") != values.get("hidden_size"):
-            return {"tie_weights": "needs embed size == hidden size"}
-        return {}
+    @property
+    def projected(self) -> bool:
+        """A tied head on an LSTM wider than the embedding reads the LSTM's output projected down."""
+        return self.tie_weights and self.embed_size != self.hidden_size
+
+    @property
+    def head_input_size(self) -> int:
+        return self.embed_size if self.projected else self.hidden_size
 
     @property
     def lstm_input_size(self) -> int:
@@ -88,6 +92,8 @@ class ModelConfig(Options):
         if not self.tie_weights:
             shapes["head.weight"] = (v, h)
         shapes["head.bias"] = (v,)
+        if self.projected:
+            shapes["project.weight"] = (e, h)
         if self.prosody:
             shapes |= {
                 "prosody.position.weight": (PROSODY_POSITIONS + 1, p),
@@ -95,7 +101,7 @@ class ModelConfig(Options):
                 "prosody.kind.weight": (PROSODY_KINDS, p),
                 "prosody.classes.weight": (p, PROSODY_CLASSES),
                 "prosody.rhyme.weight": (p, PROSODY_CLASSES),
-                "prosody.head.weight": (PROSODY_CLASSES, h),
+                "prosody.head.weight": (PROSODY_CLASSES, self.head_input_size),
             }
         return shapes
 

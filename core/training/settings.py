@@ -16,7 +16,7 @@ from pathlib import Path
 from core.corpus.buckets import SEQ_MODES
 from core.corpus.load import FORMS
 from core.model_config import ModelConfig
-from core.options import Options, option, same_as
+from core.options import Options, device_problem, option, same_as
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw")
 MODEL_FIELDS = tuple(name for name in ModelConfig.specs() if name != "vocab_size")
@@ -35,12 +35,7 @@ DEFAULT_LR = {
 
 
 def _device_problem(name: str) -> str | None:
-    if name in ("auto", "cpu", "cuda"):
-        return None
-    index = name.removeprefix("cuda:")
-    return (
-        None if name.startswith("cuda:") and index.isdigit() else f"choose auto, cpu or cuda (got {name!r})"
-    )
+    return device_problem(name, auto=True)
 
 
 @dataclass
@@ -161,6 +156,8 @@ class TrainConfig(Options):
             extras = [
                 k for k in ("prosody", "locked_dropout", "embed_dropout", "weight_drop") if values.get(k)
             ]
+            if values.get("tie_weights") and values.get("embed_size") != values.get("hidden_size"):
+                extras.append("tie_weights")  # a projected head
             if extras:
                 return {extras[0]: "the NumPy backend trains the plain model only (use --backend torch)"}
         return ModelConfig.combination_problems(values)
