@@ -135,6 +135,11 @@ def test_sweep_writes_table_plot_and_json(tiny_checkpoint, tmp_path):
     assert code == 0, err
     doc = json.loads(out)
     assert len(doc["rows"]) == 2 and "pick" in doc
+    assert doc["pure"]["generated"]["mean_logprob"] < 0
+    for row in doc["rows"]:  # the cost against pure sampling: the masks make the poems less likely
+        want = row["generated"]["mean_logprob"] - doc["pure"]["generated"]["mean_logprob"]
+        assert row["logprob_vs_pure"] == pytest.approx(want, abs=1e-3)
+    assert "Δ log p vs pure" in prefix.with_suffix(".md").read_text()
     assert "| real poems" in prefix.with_suffix(".md").read_text().replace("**", "")
     assert prefix.with_suffix(".svg").read_text().startswith("<svg")
     code, out, _ = judge(*argv, "--json")  # a second run judges nothing again
@@ -163,3 +168,85 @@ def test_command_runs(tiny_checkpoint, python_subprocess):
     out = python_subprocess("-m", "core.judge", str(tiny_checkpoint), "--poems", "10", "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["poems"] == 10
+
+
+def _row(name: str, rhyme: float, neural: float, ngram: float, logprob: float = -5.0) -> dict:
+    settings = dict(
+        prosody="rhyme",
+        prosody_weight=2.0,
+        temperature=1.0,
+        top_p=0.9,
+        top_k=0,
+        repetition_penalty=1.0,
+        max_repeats=1,
+    )
+    return {
+        "key": name,
+        "settings": settings,
+        "generated": {
+            "rhyme_rate": rhyme,
+            "gelv_passed": 0.6,
+            "tone_conformity": 0.8,
+            "distinct_2": 0.70,
+            "char_js_divergence": 0.1,
+            "copy_rate": 0.0,
+            "mean_logprob": logprob,
+        },
+        "discriminators": {
+            "ngram": {"accuracy": ngram, "ci95": [ngram - 0.03, ngram + 0.03]},
+            "neural": {"accuracy": neural, "ci95": [neural - 0.03, neural + 0.03]},
+        },
+        "logprob_vs_pure": logprob + 4.0,
+    }
+
+
+def test_the_pick_is_the_lowest_neural_accuracy_meeting_the_form_targets():
+    from core.generation.judge_sweep import pick, table
+
+    real = {
+        "rhyme_rate": 0.95,
+        "gelv_passed": 0.7,
+        "distinct_2": 0.72,
+        "tone_conformity": 0.9,
+        "char_js_divergence": 0.1,
+        "copy_rate": 0.0,
+        "mean_logprob": -4.5,
+    }
+    rows = [
+        _row("few rhymes", rhyme=0.50, neural=0.55, ngram=0.55),  # the least detectable, but misses rhyme
+        _row("detectable", rhyme=0.90, neural=0.80, ngram=0.70),
+        _row("subtle", rhyme=0.90, neural=0.66, ngram=0.58),
+    ]
+    doc = {
+        "rows": rows,
+        "real": real,
+        "split": "test",
+        "corpus": "q",
+        "poems": 9,
+        "checkpoint": "c",
+        "seed": 0,
+    }
+    assert pick(doc) == "subtle"
+    doc["pick"], doc["pick_meets_all"], doc["pick_flags"] = "subtle", True, "--prosody rhyme"
+    md = table(doc)
+    assert "**chosen** (all)" in md and "misses rhyme_rate" in md and "misses neural, ngram" in md
+    assert "90.0 % ✓" in md and "`--prosody rhyme`" in md
+    assert pick({**doc, "rows": rows[:1]}) is None
+
+
+def test_judge_for_a_model_in_memory(tang300):
+    """What core.experiments.architectures judges its reference Transformer with: no checkpoint."""
+    import torch
+
+    from core.experiments.transformer import TransformerConfig, TransformerLM
+    from core.generation.judge import Judge
+    from core.generation.settings import SampleSettings
+
+    vocab = tang300.build_vocab()
+    torch.manual_seed(0)
+    model = TransformerLM(TransformerConfig(len(vocab), d_model=16, heads=2, layers=1, feedforward=32))
+    judge = Judge.for_model(model, vocab, tang300, poems=12, seed=1)
+    report = judge.run(SampleSettings(form="5", prosody="rhyme"), discriminate=False)
+    assert report["poems"] == 12 and report["checkpoint"] == "(in memory)"
+    assert [t[0] for t in judge.texts] == [t[0] for t in judge.real]
+    assert report["generated"]["mean_logprob"] < 0 and report["real"]["mean_logprob"] < 0

@@ -334,12 +334,16 @@ def _extent(x: torch.Tensor) -> tuple[int, int]:
 # ---------------------------------------------------------------- both
 
 
-def discriminate(generated: list[str], real: list[str], seed: int = 0, folds: int = FOLDS) -> dict:
-    """Both discriminators on the same folds: {"ngram": {...}, "neural": {...}}."""
+def discriminate(
+    generated: list[str], real: list[str], seed: int = 0, folds: int = FOLDS, on_stage=None
+) -> dict:
+    """Both discriminators on the same folds: {"ngram": {...}, "neural": {...}}; on_stage(name) before each"""
     import time
 
     out = {}
     for name, fit in (("ngram", ngram_fit_predict), ("neural", neural_fit_predict)):
+        if on_stage is not None:
+            on_stage(name)
         t0 = time.perf_counter()
         out[name] = cross_validate(fit, generated, real, folds, seed)
         out[name]["seconds"] = round(time.perf_counter() - t0, 2)

@@ -37,6 +37,8 @@ from core.generation.settings import SampleSettings
 
 # what the judge takes from the real poems rather than from the settings
 PER_POEM = ("start", "form", "lines", "acrostic", "num", "seed")
+MIN_POEMS = 10  # the fewest pairs the discriminators' folds can use
+STAGES = ("real poems", "sampling", "figures", "ngram", "neural")  # what Judge.run reports, in order
 FORM_NAMES = {(5, 4): "五绝", (7, 4): "七绝", (5, 8): "五律", (7, 8): "七律"}
 
 
@@ -132,22 +134,53 @@ class Judge:
 
     @classmethod
     def load(
-        cls, path, poems: int = 1000, seed: int = 0, device: str = "cpu", precision: str = "auto"
+        cls,
+        path,
+        poems: int = 1000,
+        seed: int = 0,
+        device: str = "cpu",
+        precision: str = "auto",
+        at_most: bool = False,
     ) -> Judge:
+        """A checkpoint's judge: its model, vocabulary and recorded corpus."""
         from core.corpus import load_recorded_corpus
-        from core.generation.sampler import Sampler
         from core.runs.checkpoint import load_checkpoint
 
         t0 = time.perf_counter()
         ckpt = load_checkpoint(path, map_location=device)
-        script = ckpt.meta.get("corpus", {}).get("options", {}).get("script", "simplified")
-        sampler = Sampler(
-            ckpt.build_model(device), ckpt.vocab, device=device, script=script, precision=precision
-        )
         corpus = load_recorded_corpus(ckpt.meta["corpus"])
+        judge = cls.for_model(
+            ckpt.build_model(device), ckpt.vocab, corpus, poems, seed, device, precision, str(path), at_most
+        )
+        judge.seconds["load"] = round(time.perf_counter() - t0, 2)
+        return judge
+
+    @classmethod
+    def for_model(
+        cls,
+        model,
+        vocab,
+        corpus,
+        poems: int = 1000,
+        seed: int = 0,
+        device: str = "cpu",
+        precision: str = "fp32",
+        checkpoint: str = "(in memory)",
+        at_most: bool = False,
+    ) -> Judge:
+        """A judge for a model in memory (one still training, or core.experiments' reference Transformer):
+        anything called as `model(inputs, state=state) -> (logits, state)` with `vocab` and its corpus.
+        fp32 by default: the sampler then leaves the caller's model as it is. at_most: fewer poems where the
+        split has fewer (the workbench judges small corpora too), but never under MIN_POEMS."""
+        from core.generation.sampler import Sampler
+
+        script = corpus.options.get("script", "simplified")
+        sampler = Sampler(model, vocab, device=device, script=script, precision=precision)
         split = "test" if corpus.splits.get("test") else "dev"
         pool = corpus.splits.get(split) or []
-        known = [p for p in pool if p and sampler.content[ckpt.vocab.stoi.get(p[0], 0)]]
+        known = [p for p in pool if p and sampler.content[vocab.stoi.get(p[0], 0)]]
+        if at_most and len(known) >= MIN_POEMS:
+            poems = min(poems, len(known))
         if len(known) < poems:
             raise PoemError(
                 f"the {split} split of {corpus.name} has {len(known)} poems the model can start: "
@@ -159,9 +192,7 @@ class Judge:
         others = corpus.splits.get(other_split) or []
         other_real = rng.sample(others, min(poems, len(others)))
         train_lines = {line for p in corpus.splits["train"] for line in split_lines(p) if len(line) >= 5}
-        judge = cls(sampler, str(path), corpus.name, split, real, other_real, train_lines, seed)
-        judge.seconds["load"] = round(time.perf_counter() - t0, 2)
-        return judge
+        return cls(sampler, checkpoint, corpus.name, split, real, other_real, train_lines, seed)
 
     def measure_real(self) -> dict:
         """The real poems' figures (once per judge)."""
@@ -197,17 +228,23 @@ class Judge:
                 out[i] = poem
         return out
 
-    def run(self, base: SampleSettings, discriminate: bool = True) -> dict:
+    def run(self, base: SampleSettings, discriminate: bool = True, on_stage=None) -> dict:
+        """Judge `base`; on_stage(name), if given, is called as each of STAGES begins (the workbench's
+        progress bar; it may raise to stop the judge)."""
         from core.generation.discriminators import discriminate as run_discriminators
 
+        stage = on_stage or (lambda name: None)
         base.check()
+        stage("real poems")
         real = self.measure_real()
+        stage("sampling")
         t0 = time.perf_counter()
         poems = self.sample(base)
         seconds = {**self.seconds, "sample": round(time.perf_counter() - t0, 2)}
         texts = [p.text for p in poems]
         logprobs = [x for p in poems for x in p.logprobs]
         t1 = time.perf_counter()
+        stage("figures")
         generated = set_metrics(texts, self.train_lines, self.real, sum(logprobs) / max(len(logprobs), 1))
         seconds["metrics"] = round(time.perf_counter() - t1, 2)
         result = {
@@ -219,10 +256,10 @@ class Judge:
             "settings": settings_of(base, self.sampler.precision),
             "generated": generated,
             "real": real,
-            "forms": dict(Counter(_form_name(t) for t in self.real)),
+            "forms": dict(Counter(form_name(t) for t in self.real)),
         }
         if discriminate:
-            result["discriminators"] = run_discriminators(texts, self.real, seed=self.seed)
+            result["discriminators"] = run_discriminators(texts, self.real, seed=self.seed, on_stage=stage)
             for name, d in result["discriminators"].items():
                 seconds[name] = d.pop("seconds")
         result["examples"] = [
@@ -242,6 +279,6 @@ def settings_of(base: SampleSettings, precision: str) -> dict:
     return out
 
 
-def _form_name(text: str) -> str:
+def form_name(text: str) -> str:
     form, lines = poem_shape(text)
     return FORM_NAMES.get((int(form), lines), "free") if form != "free" else "free"
