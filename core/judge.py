@@ -20,10 +20,13 @@ import sys
 from pathlib import Path
 
 from core.cli import ArgumentParser, print_json, run
+from core.errors import PoemError
 from core.generation.judge import PER_POEM
 from core.generation.settings import SampleSettings
-from core.options import OptionError, add_flags, given
+from core.options import OptionError, add_flags, add_option, device_problem, given
+from core.paths import why
 
+PRECISIONS = ("auto", "fp32", "bf16")
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_DEFAULTS = {
     "prosody": "none,rhyme,soft,gelv",
@@ -47,20 +50,6 @@ ROWS = (
 )
 
 
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be ≥ {low} (got {value})")
-        return value
-
-    parse.__name__ = "int"
-    return parse
-
-
 def _values_of(name: str):
     """A comma-separated list of one setting's values, each checked by its declaration."""
     spec = SampleSettings.specs()[name]
@@ -79,17 +68,10 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m core.judge", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path, help="a .safetensors checkpoint (or a run folder: its best)")
     add_flags(p, SampleSettings, only=[k for k in SampleSettings.specs() if k not in PER_POEM])
-    p.add_argument(
-        "--poems", type=_int_at_least(10), default=1000, help="generated and real poems (default 1000)"
-    )
-    p.add_argument("--seed", type=_int_at_least(0), default=0, help="real poems, sampling, folds (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16"),
-        default="auto",
-        help="sampling precision, as core.generate's",
-    )
+    add_option(p, "poems", int, 1000, "generated and real poems", low=10, high=100_000)
+    add_option(p, "seed", int, 0, "real poems, sampling, folds", low=0, high=2**32 - 1)
+    add_option(p, "device", str, "cpu", "cpu or cuda (cuda:N)", test=device_problem)
+    add_option(p, "precision", str, "auto", "sampling precision, as core.generate's", choices=PRECISIONS)
     p.add_argument("--sweep", action="store_true", help="judge every combination of the --sweep-* values")
     for name, default in SWEEP_DEFAULTS.items():
         p.add_argument(
@@ -132,9 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         return sweep(judge, base, args)
     result = judge.run(base)
     if args.write_poems:
-        with open(args.write_poems, "w", encoding="utf-8") as f:
-            for real, generated in zip(judge.real, judge.texts, strict=True):
-                f.write(json.dumps({"real": real, "generated": generated}, ensure_ascii=False) + "\n")
+        from core.runs.atomic import atomic_write_bytes
+
+        pairs = zip(judge.real, judge.texts, strict=True)
+        lines = [json.dumps({"real": r, "generated": g}, ensure_ascii=False) + "\n" for r, g in pairs]
+        try:
+            atomic_write_bytes(args.write_poems, "".join(lines).encode("utf-8"))
+        except OSError as exc:
+            raise PoemError(f"--write-poems {args.write_poems}: cannot write it ({why(exc)})") from None
     if args.json:
         print_json(result)
     else:
@@ -156,7 +143,12 @@ def sweep(judge, base: SampleSettings, args) -> int:
         print_json({k: v for k, v in doc.items()})
     else:
         print(judge_sweep.table(doc))
-        print(f"chosen: {doc.get('pick')}; written: {prefix}.json, .md, .svg")
+        if doc.get("pick"):
+            verdict = "meets every target" if doc["pick_meets_all"] else "misses a discriminator target"
+            print(f"best setting ({verdict}): {doc['pick']}\n  core.generate flags: {doc['pick_flags']}")
+        else:
+            print("no setting meets the rhyme, 格律 and distinct-2 targets")
+        print(f"written: {prefix}.json, .md, .svg")
     return 0
 
 

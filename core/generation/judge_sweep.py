@@ -3,7 +3,10 @@
 Writes PREFIX.json (every figure of every setting, the real poems', the checkpoint), PREFIX.md (the table)
 and PREFIX.svg (discriminator accuracy against rhyme rate; no plotting library needed). A setting already
 in PREFIX.json for the same checkpoint, poems and seed is not judged again, so an interrupted sweep goes on
-where it stopped and a sweep can be widened. `pick` chooses the defaults (README, docs/REPORT.md §10).
+where it stopped and a sweep can be widened. Each row also carries its log-probability cost: the mean
+log-probability per character of its poems under the model, minus that of pure samples (PURE, judged once
+against the same real poems): what the truncation and the masks trade for rhyme and metre. `pick` chooses
+the defaults (README, docs/REPORT.md §10).
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from core.generation.settings import SampleSettings
 AXES = ("prosody", "prosody_weight", "temperature", "top_p", "repetition_penalty")
 # the issue's bar for the default settings (distinct-2: within this of the real poems')
 TARGETS = {"rhyme_rate": 0.85, "gelv_passed": 0.50, "distinct_2": 0.05, "neural": 0.70, "ngram": 0.60}
+# what the samples' own figures must meet before the discriminators choose among settings
+FORM_TARGETS = ("rhyme_rate", "gelv_passed", "distinct_2")
+# sampling the model exactly within the form: τ 1, no truncation, no penalty, no masks, repeated lines allowed
+PURE = dict(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0, max_repeats=0, prosody="none")
 MODE_COLOURS = {
     "none": "#888888",
     "soft-rhyme": "#1f77b4",
@@ -59,6 +66,9 @@ def run(judge, settings: list[SampleSettings], prefix: Path, say=None) -> dict:
     if {k: doc.get(k) for k in who} != who:
         doc = {**who, "corpus": judge.corpus_name, "rows": []}
     doc["real"] = judge.measure_real()
+    if "pure" not in doc:
+        pure = SampleSettings(**{**PURE, "form": "5"})
+        doc["pure"] = {"key": key(pure), "generated": judge.run(pure, discriminate=False)["generated"]}
     done = {row["key"] for row in doc["rows"]}
     for s in settings:
         if key(s) in done:
@@ -73,10 +83,16 @@ def run(judge, settings: list[SampleSettings], prefix: Path, say=None) -> dict:
             "example": result["examples"][0]["generated"],
         }
         doc["rows"].append(row)
+        add_cost(row, doc["pure"])
         _write(path, json.dumps(doc, ensure_ascii=False, indent=1))
         if say:
             say(summary(row))
+    for row in doc["rows"]:
+        add_cost(row, doc["pure"])
     doc["pick"] = pick(doc)
+    chosen = next((r for r in doc["rows"] if r["key"] == doc["pick"]), None)
+    doc["pick_meets_all"] = bool(chosen) and all(meets(chosen, doc["real"]).values())
+    doc["pick_flags"] = flags(chosen["settings"]) if chosen else None
     _write(path, json.dumps(doc, ensure_ascii=False, indent=1))
     _write(prefix.with_suffix(".md"), table(doc))
     _write(prefix.with_suffix(".svg"), plot(doc))
@@ -94,27 +110,46 @@ def meets(row: dict, real: dict) -> dict[str, bool]:
     }
 
 
+def add_cost(row: dict, pure: dict) -> None:
+    """The row's mean log-probability per character, minus pure sampling's (negative: less likely poems)."""
+    row["logprob_vs_pure"] = round(row["generated"]["mean_logprob"] - pure["generated"]["mean_logprob"], 4)
+
+
 def pick(doc: dict) -> str | None:
-    """Of the settings that meet every target, the hardest to tell from real poems: the lowest of the two
-    discriminators' larger accuracy (within 0.01 counts as a tie), then the higher mean log-probability."""
-    ok = [r for r in doc["rows"] if all(meets(r, doc["real"]).values())]
+    """Of the settings whose poems meet the rhyme, 格律 and distinct-2 targets, the hardest to tell from real
+    poems: the lowest neural accuracy (within 0.01 counts as a tie), then the lower n-gram accuracy, then
+    the higher mean log-probability. None when no setting meets those three targets."""
+    ok = [r for r in doc["rows"] if all(meets(r, doc["real"])[k] for k in FORM_TARGETS)]
     if not ok:
         return None
+    best = min(r["discriminators"]["neural"]["accuracy"] for r in ok)
+    tied = [r for r in ok if r["discriminators"]["neural"]["accuracy"] <= best + 0.01]
+    return min(
+        tied, key=lambda r: (r["discriminators"]["ngram"]["accuracy"], -r["generated"]["mean_logprob"])
+    )["key"]
 
-    def worst(r):
-        return max(r["discriminators"]["ngram"]["accuracy"], r["discriminators"]["neural"]["accuracy"])
 
-    best = min(map(worst, ok))
-    return max((r for r in ok if worst(r) <= best + 0.01), key=lambda r: r["generated"]["mean_logprob"])[
-        "key"
+def flags(settings: dict) -> str:
+    """The core.generate flags of a row's settings (those a sweep varies, and top-k / max-repeats)."""
+    out = [f"--prosody {settings['prosody']}"]
+    if settings["prosody"] in SOFT_MODES:
+        out.append(f"--prosody-weight {settings['prosody_weight']:g}")
+    out += [
+        f"-t {settings['temperature']:g}",
+        f"--top-p {settings['top_p']:g}",
+        f"--top-k {settings['top_k']}",
+        f"--repetition-penalty {settings['repetition_penalty']:g}",
+        f"--max-repeats {settings['max_repeats']}",
     ]
+    return " ".join(out)
 
 
 def summary(row: dict) -> str:
     g, d = row["generated"], row["discriminators"]
     return (
         f"{row['key']}: rhyme {g['rhyme_rate']}, pass {g['gelv_passed']}, distinct-2 {g['distinct_2']}, "
-        f"log p {g['mean_logprob']}, n-gram {d['ngram']['accuracy']}, neural {d['neural']['accuracy']}"
+        f"log p {g['mean_logprob']} ({row.get('logprob_vs_pure', 0):+g} vs pure),"
+        f" n-gram {d['ngram']['accuracy']}, neural {d['neural']['accuracy']}"
     )
 
 
@@ -122,44 +157,74 @@ def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f} %"
 
 
+def _acc(d: dict) -> str:
+    return f"{d['accuracy']:.3f} [{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]"
+
+
+def _mark(text: str, ok: bool) -> str:
+    return f"{text} ✓" if ok else text
+
+
 def table(doc: dict) -> str:
-    real = doc["real"]
+    """The Markdown table: one row a setting, ✓ on each figure that meets its target, the chosen one."""
+    real, pure = doc["real"], doc.get("pure", {}).get("generated")
     head = (
         "| prosody | weight | τ | top-p | penalty | rhyme | 格律 pass | tone conf. | distinct-2 | JS (bits) |"
-        " copied | mean log p | n-gram acc. [95 % CI] | neural acc. [95 % CI] | targets |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        " copied | mean log p | Δ log p vs pure | n-gram acc. [95 % CI] | neural acc. [95 % CI] | targets |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = [
         f"| **real poems** ({doc['split']}) | | | | | {_pct(real['rhyme_rate'])} |"
         f" {_pct(real['gelv_passed'])} |"
         f" {real['tone_conformity']} | {real['distinct_2']} | {real['char_js_divergence']} (vs other real) |"
-        f" {_pct(real['copy_rate'])} | {real['mean_logprob']} (teacher-forced) | 0.5 | 0.5 | |"
+        f" {_pct(real['copy_rate'])} | {real['mean_logprob']} (teacher-forced) | | 0.5 | 0.5 | |"
     ]
+    if pure:
+        lines.append(
+            f"| *pure sampling* (none, max-repeats 0) | | 1 | 1 | 1 | {_pct(pure['rhyme_rate'])} |"
+            f" {_pct(pure['gelv_passed'])} | {pure['tone_conformity']} | {pure['distinct_2']} |"
+            f" {pure['char_js_divergence']} | {_pct(pure['copy_rate'])} | {pure['mean_logprob']} | 0 |"
+            " (not run) | (not run) | |"
+        )
     chosen = doc.get("pick")
     for r in sorted(doc["rows"], key=lambda r: r["key"]):
         s, g, d = r["settings"], r["generated"], r["discriminators"]
         ok = meets(r, real)
         mark = "all" if all(ok.values()) else "misses " + ", ".join(k for k, v in ok.items() if not v)
         if r["key"] == chosen:
-            mark = "**chosen**"
+            mark = f"**chosen** ({mark})"
         weight = f"{s['prosody_weight']:g}" if s["prosody"] in SOFT_MODES else ""
         ng, ne = d["ngram"], d["neural"]
+        cost = r.get("logprob_vs_pure")
         lines.append(
             f"| {s['prosody']} | {weight} | {s['temperature']:g} | {s['top_p']:g} |"
-            f" {s['repetition_penalty']:g} | {_pct(g['rhyme_rate'])} | {_pct(g['gelv_passed'])} |"
-            f" {g['tone_conformity']} | {g['distinct_2']} |"
+            f" {s['repetition_penalty']:g} | {_mark(_pct(g['rhyme_rate']), ok['rhyme_rate'])} |"
+            f" {_mark(_pct(g['gelv_passed']), ok['gelv_passed'])} |"
+            f" {g['tone_conformity']} | {_mark(str(g['distinct_2']), ok['distinct_2'])} |"
             f" {g['char_js_divergence']} | {_pct(g['copy_rate'])} | {g['mean_logprob']} |"
-            f" {ng['accuracy']:.3f} [{ng['ci95'][0]:.3f}, {ng['ci95'][1]:.3f}] |"
-            f" {ne['accuracy']:.3f} [{ne['ci95'][0]:.3f}, {ne['ci95'][1]:.3f}] | {mark} |"
+            f" {'–' if cost is None else f'{cost:+.3f}'} |"
+            f" {_mark(_acc(ng), ok['ngram'])} |"
+            f" {_mark(_acc(ne), ok['neural'])} |"
+            f" {mark} |"
         )
+    if chosen:
+        verdict = "meets every target" if doc.get("pick_meets_all") else "misses a discriminator target"
+        choice = (
+            f"Chosen (the lowest neural accuracy among the settings that meet the rhyme, 格律 and distinct-2"
+            f" targets; {verdict}): `{chosen}`, i.e. `{doc.get('pick_flags')}`.\n"
+        )
+    else:
+        choice = "No setting meets the rhyme, 格律 and distinct-2 targets: none is chosen.\n"
     intro = (
         f"# Judge sweep: {doc['corpus']}, {doc['poems']} generated vs {doc['poems']} real poems"
         f" ({doc['split']})\n\n"
-        f"Checkpoint `{doc['checkpoint']}`, seed {doc['seed']}. Targets: rhyme ≥ 85 %, 格律 pass ≥ 50 %,"
-        f" distinct-2 within 0.05 of the real poems', n-gram ≤ 0.60, neural ≤ 0.70. Written by"
-        f" `python -m core.judge CKPT --sweep`; every figure is in the JSON file next to this one.\n\n"
+        f"Checkpoint `{doc['checkpoint']}`, seed {doc['seed']}. Targets (✓ where met): rhyme ≥ 85 %,"
+        f" 格律 pass ≥ 50 %, distinct-2 within 0.05 of the real poems', n-gram ≤ 0.60, neural ≤ 0.70."
+        f" Δ log p: the mean log-probability per character of the poems under the model, minus that of pure"
+        f" samples. Written by `python -m core.judge CKPT --sweep`; every figure is in the JSON file next to"
+        f" this one.\n\n"
     )
-    return intro + head + "\n".join(lines) + "\n"
+    return intro + choice + "\n" + head + "\n".join(lines) + "\n"
 
 
 def plot(doc: dict, width: int = 640, height: int = 420) -> str:
