@@ -14,8 +14,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, ProgressBar, Static
+from textual.worker import get_current_worker
 
 from poemtui.state.judgement import JUDGE_POEMS, STAGE_NAMES, judge_checkpoint, judgement_path, pct
+
+
+class JudgeCancelled(Exception):
+    """Raised in the judge's thread at a stage boundary once its worker is cancelled."""
 
 
 class JudgeDialog(ModalScreen[None]):
@@ -88,13 +93,19 @@ def start_judging(app: App, checkpoint: Path, poems: int = JUDGE_POEMS) -> Judge
     dialog = JudgeDialog(checkpoint, poems)
     app.push_screen(dialog)
 
-    def on_stage(name: str) -> None:
-        if dialog.is_mounted:
-            app.call_from_thread(dialog.show_stage, name)
-
     def work() -> None:
+        worker = get_current_worker()
+
+        def on_stage(name: str) -> None:
+            if worker.is_cancelled:  # the app is quitting: stop at the next stage, write nothing
+                raise JudgeCancelled
+            if dialog.is_mounted:
+                app.call_from_thread(dialog.show_stage, name)
+
         try:
             result, error = judge_checkpoint(checkpoint, poems=poems, on_stage=on_stage), None
+        except JudgeCancelled:
+            return
         except Exception as exc:  # a PoemError (too few poems, an unreadable corpus) or a broken file
             result, error = None, f"not judged: {exc}"
         app.call_from_thread(done, result, error)
