@@ -25,6 +25,7 @@ class SessionFigures(Static):
         self.real: RealForms | None = None
         self.texts: list[str] = []
         self.figures: dict | None = None  # the last figures shown (tests read them)
+        self.display = False  # until there are poems
 
     def set_checkpoint(self, path: Path | None) -> None:
         """Poems are now written with `path`: its corpus's real figures, once loaded, are the reference."""
