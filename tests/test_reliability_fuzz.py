@@ -28,12 +28,14 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
     import core.evaluate as evaluate
     import core.experiments.__main__ as experiments
     import core.generate as generate
+    import core.judge as judge
     import core.train as train
 
     exp = experiments.build_parser()
     return {
         "core.train": train.build_parser(),
         "core.generate": generate.build_parser(),
+        "core.judge": judge.build_parser(),
         "core.evaluate": evaluate.build_parser(),
         "core.corpus stats": subparser(corpus.build_parser(), "stats"),
         "core.bench": bench.build_parser(),
