@@ -1,7 +1,7 @@
 """Training: batches -> our LSTM language model -> events and checkpoints.
 
-    trainer = Trainer.new(cfg, run_dir)                  # or Trainer.resume(checkpoint, overrides={...})
-    summary = trainer.run()                              # until the epochs, patience, time or steps run out
+    trainer = Trainer.new(cfg, run_dir)     # or .resume(ckpt, overrides={...}), .init_from(ckpt, cfg, dir)
+    summary = trainer.run()                 # until the epochs, patience, time or steps run out
 
 The trainer knows nothing about terminals. It reports through `on_event(dict)` (DESIGN.md §6) and writes
 checkpoints (DESIGN.md §5) into its run folder (core.runs.folder). Everything needed to continue a run
@@ -28,6 +28,7 @@ from core.runs import checkpoint as ck
 from core.runs import validate
 from core.runs.folder import BEST, LAST, RunFolder, checkpoint_name
 from core.training import distributed as dist
+from core.training import finetune
 from core.training.backends import NumpyBackend, TorchBackend
 from core.training.perplexity import result_from_sums
 from core.training.settings import DEFAULT_LR, RESUME_OVERRIDABLE, StopRequested, TrainConfig
@@ -63,7 +64,7 @@ class Trainer:
         on_event: Callable[[dict], None] | None = None,
         stop: StopRequested | None = None,
     ):
-        """Assemble a run from its parts; Trainer.new and Trainer.resume build them."""
+        """Assemble a run from its parts; Trainer.new, .resume and .init_from build them."""
         self.cfg = cfg
         self.folder = RunFolder(run_dir)
         self.run_dir = self.folder.path
@@ -84,6 +85,8 @@ class Trainer:
         self._epoch_len = 0
         self._saved_step = -1
         self._train_losses: list[float] = []
+        self.origin: dict | None = None  # a fine-tune's starting checkpoint (core.training.finetune)
+        self._evaluate_first = False  # a fine-tune scores its starting point on the new dev split first
 
     @classmethod
     def new(cls, cfg: TrainConfig, run_dir: Path, **kwargs) -> Trainer:
@@ -117,7 +120,14 @@ class Trainer:
             **kwargs,
         )
         trainer._restore(ckpt)
+        trainer.origin = ckpt.meta.get("init_from")
         return trainer
+
+    @classmethod
+    def init_from(cls, checkpoint: Path, cfg: TrainConfig, run_dir: Path, **kwargs) -> Trainer:
+        """A new run of `cfg` (finetune.fine_tune_config) from the weights of `checkpoint`, not its optimizer:
+        the vocabulary extended by the new corpus's characters, new rows as core.training.finetune says."""
+        return finetune.start_run(cls, checkpoint, cfg, run_dir, **kwargs)
 
     @property
     def model(self):
@@ -156,6 +166,7 @@ class Trainer:
             "device": str(self.device),
             "precision": self.precision,
             "world_size": self.world,
+            **({"init_from": self.origin} if self.origin else {}),
         }
 
     def _elapsed(self) -> float:
@@ -248,6 +259,8 @@ class Trainer:
         c = self.cfg
         deadline = self._session_start + c.max_minutes * 60 if c.max_minutes > 0 else math.inf
         try:
+            if self._evaluate_first and p.step == 0:
+                self._evaluate_start()
             status = self._loop(deadline)
             if self._saved_step != p.step:
                 # A stop between evaluations: a final checkpoint. Its evaluation counts for the best
@@ -342,6 +355,7 @@ class Trainer:
                     grad_norm=grad_norm,
                     lr=self._lr(),
                     tokens_per_s=tokens_per_s,
+                    tokens_seen=p.tokens_seen,
                     elapsed_s=self._elapsed(),
                 )
                 mid_epoch_eval = c.eval_every and p.step % c.eval_every == 0 and p.batch < len(batches)
@@ -384,6 +398,7 @@ class Trainer:
             epoch=epoch,
             batch=batch,
             step=p.step,
+            tokens_seen=p.tokens_seen,
             loss=train_loss,
             dev_loss=dev["dev_loss"],
             dev_ppl=dev["dev_ppl"],
@@ -394,6 +409,15 @@ class Trainer:
             scheduled=scheduled,
         )
         return dev
+
+    def _evaluate_start(self) -> None:
+        """A fine-tune's start on the new dev split: an eval event at step 0 that no schedule counts."""
+        self._evaluate_first = False
+        dev = self.evaluate_dev()
+        if self.origin is not None:
+            self.origin["dev_ppl_before"] = _finite(dev["dev_ppl"])
+        at = dict(epoch=0, batch=0, step=0, tokens_seen=0, lr=self._lr(), elapsed_s=self._elapsed())
+        self.emit("eval", **at, **dev, scheduled=False, initial=True)
 
     def _improves_best(self, dev: dict) -> bool:
         """A better dev perplexity than any evaluation before (NaN never is); it becomes the best."""
