@@ -17,6 +17,7 @@ interrupted ones; --fresh starts them again. Training flags not listed here (e.g
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import signal
@@ -28,17 +29,25 @@ from core.errors import PoemError
 from core.experiments.commands import Progress, cmd_init, cmd_models, cmd_optimizers, cmd_sweep
 from core.experiments.runs import parse_extra_flags
 from core.experiments.symmetry import SCHEMES, InitSettings
+from core.options import add_option, add_spec, device_problem
 from core.training.backends import OPTIMIZERS
+from core.training.settings import TrainConfig
+
+LR = TrainConfig.specs()["lr"]
 
 
 def _csv(kind):
     def parse(text: str):
         try:
-            return [kind(x) for x in text.split(",") if x.strip()]
+            values = [kind(x) for x in text.split(",") if x.strip()]
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected comma-separated {kind.__name__}s, got {text!r}"
             ) from None
+        for value in values:  # a learning rate is checked as --lr is (finite, > 0)
+            if kind is float and (problem := LR.problem(value)):
+                raise argparse.ArgumentTypeError(f"{value:g}: {problem}")
+        return values
 
     return parse
 
@@ -48,10 +57,16 @@ def _lr_pairs(text: str) -> dict[str, float]:
     for item in text.split(","):
         name, _, value = item.partition("=")
         try:
-            pairs[name.strip()] = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected OPTIMIZER=LR[,...], got {text!r}") from None
+            pairs[name.strip()] = LR.parse(value)
+        except (ValueError, PoemError) as exc:
+            raise argparse.ArgumentTypeError(f"expected OPTIMIZER=LR[,...], got {text!r} ({exc})") from None
     return pairs
+
+
+def _like(p: ArgumentParser, name: str, default, help: str | None = None) -> None:
+    """A flag declared as TrainConfig's setting of that name (its kind and range), with its own default."""
+    spec = TrainConfig.specs()[name]
+    add_spec(p, dataclasses.replace(spec, default=default, help=help or spec.help, optional=default is None))
 
 
 def _common(p: ArgumentParser) -> None:
@@ -60,7 +75,7 @@ def _common(p: ArgumentParser) -> None:
     )
     p.add_argument("--checkpoints", type=Path, default=Path("checkpoints"), help="folder of all runs")
     p.add_argument("--out", type=Path, default=Path("docs/results"), help="where tables and plots go")
-    p.add_argument("--seed", type=int, default=2019, help="the seed every run shares (default 2019)")
+    _like(p, "seed", 2019, "the seed every run shares")
     p.add_argument("--fresh", action="store_true", help="delete this experiment's runs and start again")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress or terminal plot on stderr")
@@ -68,26 +83,29 @@ def _common(p: ArgumentParser) -> None:
 
 def _training(p: ArgumentParser) -> None:
     p.add_argument("--preset", help="model preset (default: the corpus's own, e.g. tang300)")
-    p.add_argument("--budget-steps", type=int, help="optimizer steps per run (deterministic; recommended)")
-    p.add_argument("--budget-minutes", type=float, help="wall-clock minutes per run")
-    p.add_argument(
-        "--eval-every",
-        type=int,
-        help="steps between evaluations besides epoch ends (default: none when the budget spans ≥ 10 "
-        "epochs, else budget/20, at least 5)",
-    )
-    p.add_argument("--patience", type=int, default=0, help="early-stopping patience (default 0: none)")
-    p.add_argument(
-        "--threads", type=int, help="OMP_NUM_THREADS for each run (1 is fastest on a busy machine)"
-    )
-    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (default 1; use --threads 1)")
+    add_option(
+        p, "budget_steps", int, None, "optimizer steps per run (deterministic; recommended)", low=1,
+        high=10**9, none="none",
+    )  # fmt: skip
+    add_option(
+        p, "budget_minutes", float, None, "wall-clock minutes per run", low=0, low_open=True, high=10**6,
+        none="none",
+    )  # fmt: skip
+    _like(
+        p, "eval_every", None, "steps between evaluations besides epoch ends (default: none when the budget "
+        "spans ≥ 10 epochs, else budget/20, at least 5)",
+    )  # fmt: skip
+    _like(p, "patience", 0, "early-stopping patience (0: none)")
+    add_option(
+        p, "threads", int, None, "OMP_NUM_THREADS for each run (1 is fastest on a busy machine)", low=1,
+        high=1024, none="torch's choice",
+    )  # fmt: skip
+    add_option(p, "jobs", int, 1, "runs trained at once (use --threads 1)", low=1, high=256)
     p.add_argument("--dry-run", action="store_true", help="print the core.train commands, run nothing")
-    p.add_argument(
-        "--extend",
-        type=int,
-        default=2,
-        help="sweep: extend the grid this many times while the best lr is at one of its ends (default 2)",
-    )
+    add_option(
+        p, "extend", int, 2, "sweep: extend the grid this many times while the best lr is at one of its ends",
+        low=0, high=100,
+    )  # fmt: skip
 
 
 def build_parser() -> ArgumentParser:
@@ -108,8 +126,10 @@ def build_parser() -> ArgumentParser:
         "--lr", type=_lr_pairs, default={}, help="learning rates, e.g. adam=3e-3,sgd=1 (override the sweep)"
     )
     o.add_argument("--sweep", action="store_true", help="first choose each lr by the sweep (resumable)")
-    o.add_argument("--sweep-steps", type=int, help="steps per sweep run (default: a quarter of the budget)")
-    o.add_argument("--sweep-minutes", type=float, help="minutes per sweep run")
+    add_option(
+        o, "sweep_steps", int, None, "steps per sweep run", low=1, high=10**9, none="a quarter of the budget"
+    )
+    add_option(o, "sweep_minutes", float, None, "minutes per sweep run", low=0, low_open=True, high=10**6)
 
     s = sub.add_parser(
         "lr-sweep", help="short runs per (optimizer, lr); the best lr each", allow_abbrev=False
@@ -123,20 +143,12 @@ def build_parser() -> ArgumentParser:
     _common(i)
     d = InitSettings()
     i.add_argument("--schemes", type=_csv(str), default=list(SCHEMES), help="comma-separated init schemes")
-    i.add_argument(
-        "--steps", type=int, default=d.steps, help=f"training steps per scheme (default {d.steps})"
-    )
-    i.add_argument("--embed-size", type=int, default=d.embed_size)
-    i.add_argument("--hidden-size", type=int, default=d.hidden_size)
-    i.add_argument("--num-layers", type=int, default=d.num_layers)
-    i.add_argument("--batch-size", type=int, default=d.batch_size)
-    i.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
-    i.add_argument("--lr", type=float, default=d.lr)
-    i.add_argument(
-        "--dropout", type=float, default=d.dropout, help="default 0: only the init breaks symmetry"
-    )
-    i.add_argument("--device", default=d.device)
-    i.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the model is small)")
+    add_option(i, "steps", int, d.steps, "training steps per scheme", low=1, high=10**7)
+    for name in ("embed_size", "hidden_size", "num_layers", "batch_size", "optimizer", "lr"):
+        _like(i, name, getattr(d, name))
+    _like(i, "dropout", d.dropout, "dropout (0: only the init breaks symmetry)")
+    add_option(i, "device", str, d.device, "cpu or cuda (cuda:N)", test=device_problem)
+    add_option(i, "threads", int, 1, "torch threads (1: the model is small)", low=1, high=1024)
     for name, text in (
         ("ablation", "the preset without each of its parts, one budget (default 10 minutes each)"),
         ("architectures", "plain LSTM, the preset, a Transformer: one time budget (default 30 minutes)"),
@@ -145,9 +157,7 @@ def build_parser() -> ArgumentParser:
         _common(a)
         _training(a)
         a.set_defaults(corpus="quantangshi")
-        a.add_argument(
-            "--poems", type=int, default=500, help="pure samples per run for the rhyme rate (default 500)"
-        )
+        add_option(a, "poems", int, 500, "pure samples per run for the rhyme rate", low=10, high=100_000)
     return parser
 
 
@@ -162,11 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         result = cmd_init(args, progress)
     else:
         extra = parse_extra_flags(rest)
-        if args.jobs <= 0:
-            raise PoemError("--jobs: must be > 0")
         if args.threads is not None:
-            if args.threads <= 0:
-                raise PoemError("--threads: must be > 0")
             os.environ["OMP_NUM_THREADS"] = str(args.threads)
         commands = {"optimizers": cmd_optimizers, "lr-sweep": cmd_sweep}
         result = commands.get(args.command, cmd_models)(args, extra, progress)

@@ -91,8 +91,6 @@ def do_sweep(args, plan: Plan, grid: dict, progress: Progress) -> dict:
             previous = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
             previous = None
-    if args.extend < 0:
-        raise PoemError("--extend: must be ≥ 0")
     sweep = run_sweep(
         plan,
         grid,
@@ -196,13 +194,6 @@ def cmd_init(args, progress: Progress) -> dict:
     unknown = [s for s in args.schemes if s not in INIT_SCHEMES]
     if unknown or not args.schemes:
         raise PoemError(f"--schemes: choose from {', '.join(INIT_SCHEMES)}")
-    for name in ("steps", "embed_size", "hidden_size", "num_layers", "batch_size", "threads"):
-        if getattr(args, name) <= 0:
-            raise PoemError(f"--{name.replace('_', '-')}: must be > 0")
-    if not args.lr > 0:
-        raise PoemError("--lr: must be > 0")
-    if not 0 <= args.dropout < 1:
-        raise PoemError("--dropout: must be in [0, 1)")
     torch.set_num_threads(args.threads)
     settings = InitSettings(
         corpus=args.corpus,

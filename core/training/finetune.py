@@ -149,17 +149,28 @@ def start_run(trainer_class, checkpoint: Path, cfg: TrainConfig, run_dir: Path, 
     """Trainer.init_from's work: the checkpoint's weights, extended to the union vocabulary, in a new run."""
     from core.runs.checkpoint import load_checkpoint
     from core.training.state import RunData, load_run_corpus, start_processes
-    from core.training.trainer import make_backend
+    from core.training.trainer import (
+        check_vocab,
+        claim_folder,
+        fits_in_memory,
+        make_backend,
+        refuse_other_run,
+    )
 
     ckpt = load_checkpoint(checkpoint)
     check_model(cfg, ckpt.model_config)
     cfg.check()
+    refuse_other_run(run_dir, None)  # a fine-tune is a new run: never in a folder that holds one
     device = start_processes(cfg)
     corpus = load_run_corpus(cfg)
     vocab, added = union_vocab(ckpt.vocab, corpus.build_vocab(min_freq=cfg.min_freq))
     backend = make_backend(cfg, vocab, device)
     backend.load_weights(extend_state(ckpt.model_state, ckpt.model_config, ckpt.vocab, vocab, seed=cfg.seed))
-    trainer = trainer_class(cfg, run_dir, RunData.of(corpus, vocab, cfg.corpus), backend, **kwargs)
+    data = RunData.of(corpus, vocab, cfg.corpus)
+    check_vocab(cfg, data, cfg.corpus)
+    first = fits_in_memory(cfg, data, device)
+    folder = claim_folder(run_dir, None)
+    trainer = trainer_class(cfg, folder, data, backend, first_batches=first, **kwargs)
     trainer.origin = origin(ckpt, added, len(vocab))
     trainer._evaluate_first = True
     return trainer

@@ -16,7 +16,7 @@ from pathlib import Path
 from core.corpus.buckets import SEQ_MODES
 from core.corpus.load import FORMS
 from core.model_config import ModelConfig
-from core.options import Options, option, same_as
+from core.options import Options, device_problem, option, same_as
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw")
 MODEL_FIELDS = tuple(name for name in ModelConfig.specs() if name != "vocab_size")
@@ -35,12 +35,7 @@ DEFAULT_LR = {
 
 
 def _device_problem(name: str) -> str | None:
-    if name in ("auto", "cpu", "cuda"):
-        return None
-    index = name.removeprefix("cuda:")
-    return (
-        None if name.startswith("cuda:") and index.isdigit() else f"choose auto, cpu or cuda (got {name!r})"
-    )
+    return device_problem(name, auto=True)
 
 
 @dataclass
