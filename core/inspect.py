@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from core.cli import ArgumentParser, print_json, run
+from core.options import add_option
 
 BARS = "▁▂▃▄▅▆▇█"
 
@@ -33,7 +34,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--units", type=_units, help="the units whose gates to show, LAYER:UNIT,… (default: the "
                    "tracking units, then the most active)")  # fmt: skip
     p.add_argument("--no-search", action="store_true", help="skip the search for tracking units")
-    p.add_argument("--poems", type=int, default=300, help="dev poems the unit search reads (default 300)")
+    add_option(p, "poems", int, 300, "dev poems the unit search reads (a sample)", low=1, high=100_000)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return p
 
