@@ -7,6 +7,7 @@ run as the baseline of the deltas; esc goes back. `python -m core.runs compare R
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import ClassVar
 
@@ -91,17 +92,21 @@ class CompareScreen(Screen):
         plt.clear_data()
         plt.clear_figure()
         series = view.series(which)
-        drawn = False
+        drawn, low, high = False, math.inf, -math.inf
         for name, plot_colour, points in series:
             if not points:
                 continue
             xs, ys = zip(*thin(points, 300), strict=True)
+            if view.log_y:  # drawn as log10 with the real values on the ticks (plotext's own log scale
+                ys = tuple(math.log10(y) for y in ys)  # fails on some figures)
+            low, high = min(low, *ys), max(high, *ys)
             plt.plot(list(xs), list(ys), label=name, marker="braille", color=plot_colour)
             drawn = True
         plt.title(f"{title}{' (log)' if view.log_y else ''}" if drawn else f"{title}: no points recorded")
         plt.xlabel(X_LABELS[view.x])
         if drawn and view.log_y:
-            plt.yscale("log")
+            ticks = [low + (high - low) * k / 4 for k in range(5)] if high > low else [low]
+            plt.yticks(ticks, [f"{10**t:.3g}" for t in ticks])
         plot.refresh()
 
     def action_back(self) -> None:

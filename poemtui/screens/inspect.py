@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from poemtui.state import inspect_view as iv
+from poemtui.widgets import inspect_view as iv
 
 EXAMPLE = "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"
 
@@ -90,6 +90,9 @@ class InspectScreen(Screen):
         self.query_one("#poem-view", Static).update(text)
 
     def show(self, result: dict) -> None:
+        if self.result is None:  # the first result: the keys move the cursor at once (e edits the poem)
+            self.set_focus(None)
+            self.refresh_bindings()
         self.result = result
         self.cursor = min(self.cursor, len(result["chars"]) - 1)
         self.draw()

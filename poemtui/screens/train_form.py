@@ -169,7 +169,7 @@ class TrainFormScreen(Screen):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "field-preset":
-            if not self._filling and self.resume_entry is None:
+            if not self._filling and self.resume_entry is None and not self.fine_tuning:
                 self.apply_preset(str(event.value))
             return
         if event.select.id == "field-optimizer":
@@ -181,6 +181,8 @@ class TrainFormScreen(Screen):
             self.validate()
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "field-init_from" and not self._filling:
+            self._sync_visibility()
         if not self._filling:
             self.validate()
 
@@ -207,10 +209,11 @@ class TrainFormScreen(Screen):
         fields["seq_len"].control.disabled = (
             fields["seq_mode"].text not in opts.CROPPED_MODES or self.resume_entry is not None
         )
-        if self.resume_entry is None:  # a fine-tune's model shape is its checkpoint's
-            tuned = bool(fields["init_from"].text.strip())
+        if self.resume_entry is None:  # a fine-tune's model shape is its checkpoint's (and no preset)
+            tuned = self.fine_tuning
             for name in opts.FINE_TUNE_FIXED:
                 fields[name].control.disabled = tuned
+            self.query_one("#preset-row").display = not tuned
 
     # --- resume -----------------------------------------------------------------------------------------
 
@@ -250,6 +253,10 @@ class TrainFormScreen(Screen):
         self.validate()
 
     # --- fine-tune ------------------------------------------------------------------------------------------
+
+    @property
+    def fine_tuning(self) -> bool:
+        return bool(self.query_one("#row-init_from", FormField).text.strip())
 
     def set_fine_tune(self, entry: CheckpointEntry) -> None:
         """A new run from the weights of `entry` (core.train --init-from): its settings, the fine-tuning

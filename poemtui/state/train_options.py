@@ -82,7 +82,6 @@ def preset_values(name: str) -> dict[str, object]:
     else:
         values["corpus_file"] = ""
     values["run_name"] = ""
-    values["init_from"] = ""
     return values
 
 

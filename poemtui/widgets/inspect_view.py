@@ -1,4 +1,4 @@
-"""What the Inspect screen draws, without the screen: a poem's characters coloured by surprisal, the top-5
+"""How the Inspect screen draws a result (rich Text): a poem's characters coloured by surprisal, the top-5
 at a cursor, a heat map of one unit's gates and cell state, the tracking units and ‖∂L/∂h_t‖ (the result of
 core.inspection.Inspector.inspect, the JSON of `python -m core.inspect`)."""
 
