@@ -86,15 +86,8 @@ class Comparison:
         return out
 
     def columns(self) -> list[str]:
-        return [
-            "run",
-            *self.summary.get("differing", []),
-            "best dev ppl",
-            "Δ ppl",
-            "time",
-            "tokens/s",
-            "Δ speed",
-        ]
+        numbers = ["best dev ppl", "Δ ppl", "time", "tokens/s", "Δ speed"]  # first: a wide table keeps them
+        return ["run", *numbers, *self.summary.get("differing", [])]
 
     def rows(self) -> list[list[str]]:
         """One row of text cells per run, in the order of `runs` (the first cell is the run's name)."""
@@ -106,12 +99,12 @@ class Comparison:
             rows.append(
                 [
                     row["name"] + (" (baseline)" if base else ""),
-                    *(short(v) for v in row["settings"].values()),
                     f"{ppl:.2f}" if ppl is not None else "–",
                     "" if base or delta is None else f"{delta:+.2f}",
                     duration(row["elapsed_s"]),
                     f"{speed:,.0f}" if speed is not None else "–",
                     "" if base or ratio is None else f"{(ratio - 1) * 100:+.0f}%",
+                    *(short(v) for v in row["settings"].values()),
                 ]
             )
         return rows
