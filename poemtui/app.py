@@ -196,10 +196,11 @@ class PoemApp(App):
             return
         if exp.done:
             self.notify(
-                f"every run in {exp.folder} is done: compare their curves in the browser (ctrl+o)",
+                f"every run in {exp.folder} is done: here they are, compared",
                 title="Experiment already complete",
                 timeout=10,
             )
+            self.open_compare([exp.folder], plan.title)
             return
         resumed = f" ({exp.resumed} resumed)" if exp.resumed else ""
         self.notify(
@@ -230,7 +231,7 @@ class PoemApp(App):
             )
         else:
             self.notify(
-                "compare the runs' curves in the browser (ctrl+o); `python -m core.experiments optimizers"
+                "palette: Experiments: compare the optimizer runs; `python -m core.experiments optimizers"
                 f" --budget-steps {self.comparison.steps} --checkpoints {self.checkpoints_dir}`"
                 " writes the table",
                 title="Experiment finished",
