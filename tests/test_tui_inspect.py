@@ -103,3 +103,25 @@ def test_fine_tune_values_keep_the_model_and_take_the_schedule(tiny_checkpoint):
     assert values["hidden_size"] == 32 and values["lr"] == FINE_TUNE["lr"]
     options = opts.train_options(values, preset="quick")
     assert options["init_from"] == str(tiny_checkpoint.resolve()) and "preset" not in options
+
+
+def test_inspect_without_the_run_corpus_still_shows_the_poem(tiny_checkpoint, monkeypatch):
+    """The unit search needs the run's corpus; when it is gone the rest is shown and a warning says why."""
+    from core.errors import CorpusError
+    from core.inspection import Inspector
+
+    def gone(self, limit=None):
+        raise CorpusError("poems.txt: no such file")
+
+    monkeypatch.setattr(Inspector, "units", gone)
+
+    async def go():
+        app = PoemApp(checkpoints_dir=tiny_checkpoint.parent.parent, python=sys.executable)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, CheckpointsScreen) and app.screen.entries)
+            app.open_inspect(tiny_checkpoint)
+            await until(pilot, lambda: isinstance(app.screen, InspectScreen) and app.screen.result)
+            assert "search skipped" in rendered(app.screen, "#units")
+            assert any("no such file" in str(n.message) for n in app._notifications)
+
+    asyncio.run(go())

@@ -79,7 +79,11 @@ class InspectScreen(Screen):
             if self.inspector is None:
                 self.inspector = Inspector.load(self.checkpoint)
             self.app.call_from_thread(self._status, "finding the units that track the poem's structure…")
-            units = self.inspector.units()
+            try:
+                units = self.inspector.units()
+            except (PoemError, OSError, ValueError) as exc:  # e.g. the run's corpus file is gone
+                units = {}
+                self.app.call_from_thread(self.notify, str(exc), title="No unit search", severity="warning")
             result = self.inspector.inspect(text, units=units)
         except (PoemError, OSError, ValueError) as exc:
             self.app.call_from_thread(self._status, f"[b red]{exc}[/]")
