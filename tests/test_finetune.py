@@ -183,3 +183,12 @@ def test_the_command_refuses_in_one_line(train_main, tiny_checkpoint, tmp_path):
     assert code == 2 and err.count("\n") == 1 and "--hidden-size 64 contradicts the checkpoint's 32" in err
     code, err = train_main("--init-from", str(tmp_path / "missing.safetensors"))
     assert code == 2 and err.count("\n") == 1 and "no such checkpoint" in err
+
+
+def test_a_fine_tune_is_a_new_run_and_never_adopts_a_folder_holding_one(tiny_run, tiny_checkpoint):
+    """Like Trainer.new: a folder that holds another run is refused before anything is written to it."""
+    cfg = finetune.fine_tune_config(read_meta(tiny_checkpoint), {}, None)
+    before = sorted(p.name for p in tiny_run.iterdir())
+    with pytest.raises(PoemError, match="holds another run"):
+        Trainer.init_from(tiny_checkpoint, cfg, tiny_run)
+    assert sorted(p.name for p in tiny_run.iterdir()) == before
