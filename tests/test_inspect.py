@@ -82,7 +82,7 @@ def test_chosen_units_and_refusals(inspector):
 
 
 def test_the_command_json(tiny_checkpoint, capsys):
-    from core.inspect import main
+    from core.inspect.__main__ import main
 
     assert main([str(tiny_checkpoint), POEM, "--poems", "40", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

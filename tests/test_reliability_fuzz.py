@@ -28,7 +28,7 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
     import core.evaluate as evaluate
     import core.experiments.__main__ as experiments
     import core.generate as generate
-    import core.inspect as inspect
+    import core.inspect.__main__ as inspect
     import core.runs.__main__ as runs
     import core.train as train
 
