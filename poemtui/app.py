@@ -26,6 +26,7 @@ from textual.signal import Signal
 
 from core.errors import PoemError
 from core.training.settings import TrainConfig, default_run_name
+from poemtui.app_views import ViewsMixin
 from poemtui.dialogs.confirm import ConfirmDialog
 from poemtui.dialogs.welcome import WelcomeDialog
 from poemtui.screens.checkpoints import CheckpointsScreen
@@ -40,7 +41,7 @@ from poemtui.state.training import DONE_TEXT, Launch, RunState, TrainingJob, tra
 BUSY = "stop the current run first (ctrl+l, then s)"
 
 
-class PoemApp(App):
+class PoemApp(ViewsMixin, App):
     CSS_PATH = "app.tcss"
     TITLE = "poemtui"
     SUB_TITLE = "a Tang-poetry LSTM workbench"
@@ -259,43 +260,6 @@ class PoemApp(App):
         if isinstance(self.screen, TrainFormScreen) and self.screen.is_mounted:
             self.screen.take_resume_request()
 
-    def open_fine_tune(self, entry: CheckpointEntry) -> None:
-        """The training form, prefilled to fine-tune from `entry` (core.train --init-from)."""
-        self.fine_tune_request = entry
-        self.switch_mode("train")
-        if isinstance(self.screen, TrainFormScreen) and self.screen.is_mounted:
-            self.screen.take_resume_request()
-
-    def open_compare(self, runs: list[Path], title: str = "") -> None:
-        """The Compare screen over these run folders (or an experiment's folder: its runs)."""
-        from poemtui.screens.compare import CompareScreen
-
-        self.push_screen(CompareScreen(runs, title))
-
-    def open_inspect(self, checkpoint: Path | None = None) -> None:
-        """The Inspect screen on a checkpoint (the one Generate writes with, if none is given)."""
-        from poemtui.screens.inspect import InspectScreen
-
-        path = checkpoint or self.generate_path
-        if path is None:
-            self.notify("choose a checkpoint first (ctrl+o, then i)", title="Inspect", severity="warning")
-            return
-        self.push_screen(InspectScreen(Path(path)))
-
-    def compare_optimizer_runs(self) -> None:
-        """The optimizer experiment's runs in the Compare screen (`python -m core.experiments optimizers`)."""
-        from core.experiments.runs import experiment_dir
-
-        folder = experiment_dir(self.checkpoints_dir, "optimizers", self.comparison.corpus)
-        if not folder.is_dir():
-            self.notify(
-                f"no runs in {folder} yet: run the experiment first (palette: Experiments)",
-                title="Compare optimizers",
-                severity="warning",
-            )
-            return
-        self.open_compare([folder], f"optimizers on {self.comparison.corpus}")
-
     def forget_checkpoint(self, path: Path) -> None:
         if self.generate_path is not None and self.generate_path == path:
             self.generate_path = None
@@ -323,26 +287,7 @@ class PoemApp(App):
             f"One run per optimizer, {self.comparison.steps} steps each, one after another (resumable)",
             self.start_optimizer_experiment,
         )
-        yield SystemCommand(
-            "Experiments: compare the optimizer runs",
-            "Their curves overlaid and the settings that differ (the Compare screen)",
-            self.compare_optimizer_runs,
-        )
-        yield SystemCommand(
-            "Checkpoints: compare marked runs",
-            "Mark runs with space in Checkpoints, then c",
-            self._compare_marked,
-        )
-        yield SystemCommand(
-            "Checkpoints: fine-tune the highlighted checkpoint",
-            "The training form, starting from its weights (f in Checkpoints)",
-            lambda: self._on_checkpoints("fine_tune"),
-        )
-        yield SystemCommand(
-            "Inspect: look inside the model",
-            "Surprisal, top-5, gates, tracking units and ‖∂L/∂h_t‖ of a poem (i in Checkpoints)",
-            lambda: self._on_checkpoints("inspect"),
-        )
+        yield from self.view_commands()
         if self.training_live:
             yield SystemCommand("Train: stop the run", "Save a checkpoint and stop", self.confirm_stop)
         yield SystemCommand(
@@ -356,34 +301,6 @@ class PoemApp(App):
             lambda: self.switch_mode("generate"),
         )
         yield from super().get_system_commands(screen)
-
-    def _checkpoints_screen(self) -> CheckpointsScreen | None:
-        try:
-            stack = self.get_screen_stack("checkpoints")
-        except KeyError:  # not shown yet
-            return None
-        screen = stack[0] if stack else None
-        return screen if isinstance(screen, CheckpointsScreen) and screen.is_mounted else None
-
-    def _compare_marked(self) -> None:
-        screen = self._checkpoints_screen()
-        if screen is None or len(screen.marked) < 2:
-            self.switch_mode("checkpoints")
-            self.notify("mark two runs or more with space, then c", title="Compare")
-            return
-        self.open_compare(list(screen.marked))
-
-    def _on_checkpoints(self, action: str) -> None:
-        screen = self._checkpoints_screen()
-        entry = screen.selected if screen is not None else None
-        if entry is None or not entry.readable:
-            self.switch_mode("checkpoints")
-            self.notify("highlight a checkpoint first", title="Checkpoints")
-            return
-        if action == "fine_tune":
-            self.open_fine_tune(entry)
-        else:
-            self.open_inspect(entry.path)
 
     def confirm_stop(self) -> None:
         """Stop the run, if the user says so: the trainer finishes its batch and saves a checkpoint first."""
