@@ -28,6 +28,7 @@ from core.errors import PoemError
 from core.training.settings import TrainConfig, default_run_name
 from poemtui.app_views import ViewsMixin
 from poemtui.dialogs.confirm import ConfirmDialog
+from poemtui.dialogs.judge import selected_checkpoint, start_judging
 from poemtui.dialogs.welcome import WelcomeDialog
 from poemtui.screens.checkpoints import CheckpointsScreen
 from poemtui.screens.generate import GenerateScreen
@@ -35,6 +36,7 @@ from poemtui.screens.train_form import TrainFormScreen
 from poemtui.screens.train_live import LiveScreen
 from poemtui.state.catalog import CheckpointEntry, has_checkpoints
 from poemtui.state.experiment import NEXT, STOPPED, Experiment, OptimizerComparison
+from poemtui.state.judgement import JUDGE_POEMS
 from poemtui.state.train_options import preset_values, train_options
 from poemtui.state.training import DONE_TEXT, Launch, RunState, TrainingJob, train_command
 
@@ -79,6 +81,7 @@ class PoemApp(ViewsMixin, App):
         self.fine_tune_request: CheckpointEntry | None = None
         self.experiment: Experiment | None = None
         self.comparison = OptimizerComparison()  # what the palette's experiment runs
+        self.judge_poems = JUDGE_POEMS  # what the palette's judge samples (fewer where the corpus has fewer)
         # The run changed: the trainer's event kind (batch, eval, checkpoint, done, error), or "stopping" /
         # "exit" for the process itself. Screens subscribe when mounted; batch bursts reach them coalesced.
         self.training_signal: Signal[str] = Signal(self, "training-changed")
@@ -300,6 +303,13 @@ class PoemApp(ViewsMixin, App):
             "With the chosen checkpoint (ctrl+g)",
             lambda: self.switch_mode("generate"),
         )
+        judged = selected_checkpoint(self, screen)
+        if judged is not None:
+            yield SystemCommand(
+                "Judge the selected checkpoint",
+                f"{judged.name}: its poems against real ones, two discriminators; saved beside it",
+                lambda: start_judging(self, judged, self.judge_poems),
+            )
         yield from super().get_system_commands(screen)
 
     def confirm_stop(self) -> None:

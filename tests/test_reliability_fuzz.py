@@ -29,6 +29,7 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
     import core.experiments.__main__ as experiments
     import core.generate as generate
     import core.inspect.__main__ as inspect
+    import core.judge as judge
     import core.runs.__main__ as runs
     import core.train as train
 
@@ -36,6 +37,7 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
     return {
         "core.train": train.build_parser(),
         "core.generate": generate.build_parser(),
+        "core.judge": judge.build_parser(),
         "core.evaluate": evaluate.build_parser(),
         "core.corpus stats": subparser(corpus.build_parser(), "stats"),
         "core.bench": bench.build_parser(),
