@@ -26,6 +26,7 @@ from textual.signal import Signal
 
 from core.errors import PoemError
 from core.training.settings import TrainConfig, default_run_name
+from poemtui.app_views import ViewsMixin
 from poemtui.dialogs.confirm import ConfirmDialog
 from poemtui.dialogs.judge import selected_checkpoint, start_judging
 from poemtui.dialogs.welcome import WelcomeDialog
@@ -42,7 +43,7 @@ from poemtui.state.training import DONE_TEXT, Launch, RunState, TrainingJob, tra
 BUSY = "stop the current run first (ctrl+l, then s)"
 
 
-class PoemApp(App):
+class PoemApp(ViewsMixin, App):
     CSS_PATH = "app.tcss"
     TITLE = "poemtui"
     SUB_TITLE = "a Tang-poetry LSTM workbench"
@@ -77,6 +78,7 @@ class PoemApp(App):
         self.job: TrainingJob | None = None
         self.generate_path: Path | None = None
         self.resume_request: CheckpointEntry | None = None
+        self.fine_tune_request: CheckpointEntry | None = None
         self.experiment: Experiment | None = None
         self.comparison = OptimizerComparison()  # what the palette's experiment runs
         self.judge_poems = JUDGE_POEMS  # what the palette's judge samples (fewer where the corpus has fewer)
@@ -198,10 +200,11 @@ class PoemApp(App):
             return
         if exp.done:
             self.notify(
-                f"every run in {exp.folder} is done: compare their curves in the browser (ctrl+o)",
+                f"every run in {exp.folder} is done: here they are, compared",
                 title="Experiment already complete",
                 timeout=10,
             )
+            self.open_compare([exp.folder], plan.title)
             return
         resumed = f" ({exp.resumed} resumed)" if exp.resumed else ""
         self.notify(
@@ -232,7 +235,7 @@ class PoemApp(App):
             )
         else:
             self.notify(
-                "compare the runs' curves in the browser (ctrl+o); `python -m core.experiments optimizers"
+                "palette: Experiments: compare the optimizer runs; `python -m core.experiments optimizers"
                 f" --budget-steps {self.comparison.steps} --checkpoints {self.checkpoints_dir}`"
                 " writes the table",
                 title="Experiment finished",
@@ -287,6 +290,7 @@ class PoemApp(App):
             f"One run per optimizer, {self.comparison.steps} steps each, one after another (resumable)",
             self.start_optimizer_experiment,
         )
+        yield from self.view_commands()
         if self.training_live:
             yield SystemCommand("Train: stop the run", "Save a checkpoint and stop", self.confirm_stop)
         yield SystemCommand(

@@ -1,7 +1,7 @@
 """Training: batches -> our LSTM language model -> events and checkpoints.
 
-    trainer = Trainer.new(cfg, run_dir)                  # or Trainer.resume(checkpoint, overrides={...})
-    summary = trainer.run()                              # until the epochs, patience, time or steps run out
+    trainer = Trainer.new(cfg, run_dir)     # or .resume(ckpt, overrides={...}), .init_from(ckpt, cfg, dir)
+    summary = trainer.run()                 # until the epochs, patience, time or steps run out
 
 The trainer knows nothing about terminals. It reports through `on_event(dict)` (DESIGN.md §6) and writes
 checkpoints (DESIGN.md §5) into its run folder (core.runs.folder). Everything needed to continue a run
@@ -29,7 +29,7 @@ from core.paths import prepare_folder
 from core.runs import checkpoint as ck
 from core.runs import validate
 from core.runs.folder import BEST, LAST, RunFolder, checkpoint_name
-from core.training import budget
+from core.training import budget, finetune
 from core.training import distributed as dist
 from core.training.backends import NumpyBackend, TorchBackend
 from core.training.perplexity import result_from_sums
@@ -67,7 +67,7 @@ class Trainer:
         stop: StopRequested | None = None,
         first_batches: list | None = None,
     ):
-        """Assemble a run from its parts; Trainer.new and Trainer.resume build them (and claim the folder)."""
+        """Assemble a run from its parts; Trainer.new, .resume and .init_from build them (and claim it)."""
         self.cfg = cfg
         self.folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
         self.run_dir = self.folder.path
@@ -89,6 +89,8 @@ class Trainer:
         self._epoch_len = 0
         self._saved_step = -1
         self._train_losses: list[float] = []
+        self.origin: dict | None = None  # a fine-tune's starting checkpoint (core.training.finetune)
+        self._evaluate_first = False  # a fine-tune scores its starting point on the new dev split first
 
     @classmethod
     def new(cls, cfg: TrainConfig, run_dir: Path, **kwargs) -> Trainer:
@@ -126,7 +128,14 @@ class Trainer:
         folder = claim_folder(run_dir, Path(checkpoint))
         trainer = cls(cfg, folder, data, make_backend(cfg, data.vocab, device), first_batches=first, **kwargs)
         trainer._restore(ckpt)
+        trainer.origin = ckpt.meta.get("init_from")
         return trainer
+
+    @classmethod
+    def init_from(cls, checkpoint: Path, cfg: TrainConfig, run_dir: Path, **kwargs) -> Trainer:
+        """A new run of `cfg` (finetune.fine_tune_config) from the weights of `checkpoint`, not its optimizer:
+        the vocabulary extended by the new corpus's characters, new rows as core.training.finetune says."""
+        return finetune.start_run(cls, checkpoint, cfg, run_dir, **kwargs)
 
     @property
     def model(self):
@@ -165,6 +174,7 @@ class Trainer:
             "device": str(self.device),
             "precision": self.precision,
             "world_size": self.world,
+            **({"init_from": self.origin} if self.origin else {}),
         }
 
     def _elapsed(self) -> float:
@@ -250,6 +260,8 @@ class Trainer:
         c = self.cfg
         deadline = self._session_start + c.max_minutes * 60 if c.max_minutes > 0 else math.inf
         try:
+            if self._evaluate_first and p.step == 0:
+                self._evaluate_start()
             status = self._loop(deadline)
             if self._saved_step != p.step:
                 # A stop between evaluations: a final checkpoint. Its evaluation counts for the best
@@ -355,6 +367,7 @@ class Trainer:
                     grad_norm=grad_norm,
                     lr=self._lr(),
                     tokens_per_s=tokens_per_s,
+                    tokens_seen=p.tokens_seen,
                     elapsed_s=self._elapsed(),
                 )
                 mid_epoch_eval = c.eval_every and p.step % c.eval_every == 0 and p.batch < len(batches)
@@ -397,6 +410,7 @@ class Trainer:
             epoch=epoch,
             batch=batch,
             step=p.step,
+            tokens_seen=p.tokens_seen,
             loss=train_loss,
             dev_loss=dev["dev_loss"],
             dev_ppl=dev["dev_ppl"],
@@ -407,6 +421,15 @@ class Trainer:
             scheduled=scheduled,
         )
         return dev
+
+    def _evaluate_start(self) -> None:
+        """A fine-tune's start on the new dev split: an eval event at step 0 that no schedule counts."""
+        self._evaluate_first = False
+        dev = self.evaluate_dev()
+        if self.origin is not None:
+            self.origin["dev_ppl_before"] = _finite(dev["dev_ppl"])
+        at = dict(epoch=0, batch=0, step=0, tokens_seen=0, lr=self._lr(), elapsed_s=self._elapsed())
+        self.emit("eval", **at, **dev, scheduled=False, initial=True)
 
     def _improves_best(self, dev: dict) -> bool:
         """A better dev perplexity than any evaluation before (NaN never is); it becomes the best."""
