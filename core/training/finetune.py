@@ -148,14 +148,14 @@ def origin(ckpt, added: list[str], vocab_size: int) -> dict:
 def start_run(trainer_class, checkpoint: Path, cfg: TrainConfig, run_dir: Path, **kwargs):
     """Trainer.init_from's work: the checkpoint's weights, extended to the union vocabulary, in a new run."""
     from core.runs.checkpoint import load_checkpoint
-    from core.training.state import RunData, load_run_corpus, start_processes
-    from core.training.trainer import (
+    from core.training.preflight import (
         check_vocab,
         claim_folder,
         fits_in_memory,
         make_backend,
         refuse_other_run,
     )
+    from core.training.state import RunData, load_run_corpus, start_processes
 
     ckpt = load_checkpoint(checkpoint)
     check_model(cfg, ckpt.model_config)
