@@ -141,6 +141,7 @@ class PoetryLM(nn.Module):
             self.head.weight = self.embedding.weight
         # a tied head on a wider LSTM: h_t projected to the embedding size first (a factorised output layer)
         self.project = nn.Linear(cfg.hidden_size, cfg.embed_size, bias=False) if cfg.projected else None
+        self.embed_scale = math.sqrt(cfg.embed_size) if cfg.projected else 1.0  # see embed()
         self.prosody = Prosody(cfg.vocab_size, cfg.prosody_size) if cfg.prosody else None
         if self.prosody is not None:
             # the prosody head: logits += (U h_t) · classes(v), the character's tones and groups weighted
@@ -158,7 +159,7 @@ class PoetryLM(nn.Module):
         row-major order of the mask. Training and evaluation use this: the largest matmul of the model
         then skips padding, and no [B, T, V] gradient has to be scattered back."""
         cfg, (B, T) = self.cfg, inputs.shape
-        x = self.embedding(inputs)
+        x = self.embed(inputs)
         if self.training and cfg.embed_dropout > 0:
             x = x * _character_dropout(inputs, cfg.vocab_size, cfg.embed_dropout).to(x.dtype)
         x = self._dropout(x.reshape(B * T, -1), None, B, T).view(B, T, -1)
@@ -182,6 +183,15 @@ class PoetryLM(nn.Module):
             logits = F.linear(out, weight, self.head.bias)
         logits = logits.view(B, T, -1) if mask is None else logits
         return logits, (lstm_state if carry is None else (*lstm_state, carry))
+
+    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The characters' embeddings as the LSTM reads them. A tied head behind a projection stores its
+        rows at std 1/√E, so that logits (P h_t)·e_v move no faster under Adam than an untied head's, and
+        the LSTM reads them scaled by √E, at unit variance (the Transformer's √d_model, Vaswani et al.
+        2017): with the rows at std 1, Adam's first steps on P made logits of std ~70 (loss 8.9 -> 15.9
+        in three steps)."""
+        x = self.embedding(inputs)
+        return x * self.embed_scale if self.embed_scale != 1.0 else x
 
     def _dropout(self, x, positions, B: int, T: int):
         """cfg.dropout on rows of x that are positions of the batch (locked: one mask per sequence)."""
@@ -228,10 +238,12 @@ def _init_default(model: PoetryLM) -> None:
     Embeddings are N(0, 1), the unit-variance inputs Xavier's scaling assumes: with std 0.1 the gates of
     a 2-layer LSTM barely see the input and training sits on the unigram plateau for hundreds of steps
     (docs/REPORT.md §3). A tied embedding is also the output matrix, whose logits must start small: read
-    directly (embed size = hidden size) it keeps std 0.1; behind a projection, the projection starts small
-    instead (std 0.1/√H), so the LSTM still sees unit-variance inputs."""
+    directly (embed size = hidden size) it keeps std 0.1; behind a projection its rows have std 1/√E and
+    the LSTM reads them scaled by √E (PoetryLM.embed), unit variance again, and the projection starts
+    small (std 0.1/√H)."""
     cfg = model.cfg
-    nn.init.normal_(model.embedding.weight, std=0.1 if cfg.tie_weights and not cfg.projected else 1.0)
+    std = 1.0 / model.embed_scale if cfg.projected else 0.1 if cfg.tie_weights else 1.0
+    nn.init.normal_(model.embedding.weight, std=std)
     for name, p in model.lstm.named_parameters():
         if name.startswith("weight_ih"):
             _per_gate(p, nn.init.xavier_uniform_)

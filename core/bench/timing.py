@@ -56,7 +56,7 @@ def recurrent_inputs(model: PoetryLM, batches) -> list:
     torch.manual_seed(1)
     H = model.cfg.hidden_size
     with torch.no_grad():
-        embedded = [model.embedding(b.inputs) for b in batches]
+        embedded = [model.embed(b.inputs) for b in batches]
     return [
         (x.requires_grad_(), b.lengths, torch.randn(*b.inputs.shape, H, device=x.device) * b.mask[..., None])
         for x, b in zip(embedded, batches, strict=True)

@@ -69,7 +69,7 @@ def record_steps(steps: int) -> list[int]:
 
 def layer_activations(model: PoetryLM, batch) -> list[torch.Tensor]:
     """Each LSTM layer's hidden states h_t at the real positions of a batch: a list of [positions, H]."""
-    x = model.embedding(batch.inputs)
+    x = model.embed(batch.inputs)
     out = []
     for k in range(model.cfg.num_layers):
         w_ih, w_hh, b = model.lstm.layer_weights(k)

@@ -37,7 +37,7 @@ class Trace:
 def lstm_input(model, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """What the first LSTM layer reads (the embedding, with the prosody features next to it), and the
     prosody head's class rows (None without prosody): PoetryLM.forward's first half, in eval mode."""
-    x = model.embedding(ids)
+    x = model.embed(ids)
     if model.prosody is None:
         return x, None
     features, classes, _ = model.prosody(ids, None, None)
