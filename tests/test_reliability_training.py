@@ -1,5 +1,6 @@
 """Exact resume across a SIGTERM, signals during evaluation and saves, numerical faults, corpus changes
-(issue 8, items 5-8). Real training on tang300; the command-line tests run `python -m core.train`."""
+(issue 8, items 5-8). Real training on tang300; the signal and kill tests run `python -m core.train` as real
+processes (they are also the tests of Ctrl-C / SIGTERM: a final checkpoint, exit 130 / 143)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli, start_cli_process
 from engine_fixtures import tiny_config, train_tiny
 
 from core.errors import CheckpointError, PoemError
@@ -54,13 +56,8 @@ def all_checkpoints_load(run: Path) -> None:
 
 
 def train_cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "core.train", *args, "--events", "jsonl"],
-        cwd=REPO,
-        env=SUBPROCESS_ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    """A running `python -m core.train args --events jsonl` (one torch thread: tests/conftest.py)."""
+    return start_cli_process("train", *args, "--events", "jsonl")
 
 
 class Events:
@@ -391,15 +388,25 @@ def test_a_nan_evaluation_through_the_command_is_reported_not_a_crash(tmp_path):
 # --- 8. a corpus that changed between the run and the resume ------------------------------------------------
 
 
-@pytest.fixture
-def user_corpus_run(tmp_path, tang300):
-    """A run on a user corpus file (tang300's poems, one a line), and the file."""
+@pytest.fixture(scope="module")
+def user_corpus_trained(tmp_path_factory, tang300):
+    """A run on a user corpus file (tang300's poems, one a line), trained once for this module."""
     poems = tang300.splits["train"] + tang300.splits["dev"]
-    corpus = tmp_path / "poems.txt"
+    folder = tmp_path_factory.mktemp("user-corpus")
+    corpus = folder / "poems.txt"
     corpus.write_text("\n".join(poems) + "\n", encoding="utf-8")
-    run = tmp_path / "run"
+    run = folder / "run"
     train_tiny(run, corpus=str(corpus), max_steps=2, eval_every=0, sample_on_eval=False)
     return run / f"last{EXT}", corpus, poems
+
+
+@pytest.fixture
+def user_corpus_run(user_corpus_trained):
+    """(last checkpoint, the corpus file as it was trained on, its poems): the tests edit or delete the
+    file, so it is written again for each."""
+    last, corpus, poems = user_corpus_trained
+    corpus.write_text("\n".join(poems) + "\n", encoding="utf-8")
+    return last, corpus, poems
 
 
 def test_a_corpus_changed_since_the_checkpoint_is_refused_on_resume(user_corpus_run, tmp_path):
@@ -409,16 +416,9 @@ def test_a_corpus_changed_since_the_checkpoint_is_refused_on_resume(user_corpus_
         train_tiny(tmp_path / "again", resume=last, max_steps=3)
     assert_one_line(str(exc.value))
     assert "corpus changed" in str(exc.value) and last.name in str(exc.value)
-    out = subprocess.run(
-        [sys.executable, "-m", "core.train", "--resume", str(last), "--max-steps", "3"],
-        cwd=REPO,
-        env=SUBPROCESS_ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 2 and "corpus changed" in out.stderr, out.stderr
-    assert_one_line(out.stderr)
+    out = run_cli("train", "--resume", last, "--max-steps", "3")
+    assert out.status == 2 and "corpus changed" in out.err, out.err
+    assert_one_line(out.err)
     corpus.unlink()  # and a corpus that is gone
     with pytest.raises(PoemError) as gone:
         train_tiny(tmp_path / "again", resume=last, max_steps=3)
