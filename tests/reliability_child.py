@@ -49,7 +49,7 @@ def _save_forever(run_dir: Path, corpus, vocab) -> None:
     last = run_dir / f"last{ck.EXT}"
     step = ck.read_meta(last)["progress"]["step"] if last.exists() else 0
     torch.manual_seed(step)
-    cfg = ModelConfig(vocab_size=len(vocab), embed_size=128, hidden_size=128, num_layers=1, dropout=0.0)
+    cfg = ModelConfig(vocab_size=len(vocab), embed_size=64, hidden_size=64, num_layers=1, dropout=0.0)
     model = PoetryLM(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
