@@ -90,11 +90,19 @@ class ProcessStateChanged(BaseException):
     must not turn it into exit status 1)."""
 
 
-def _refuse_process_change():
-    raise ProcessStateChanged(
-        "core.training.memory.keep_freed_memory changes malloc for the whole process: "
-        "run this command with cli_process"
-    )
+def _guard(keep_freed_memory):
+    """keep_freed_memory as the command calls it in this process: with POEMTUI_KEEP_MEMORY=0 (a setting
+    the engine documents: malloc left as it is) it returns False as always; otherwise the test stops."""
+
+    def guarded():
+        if os.environ.get("POEMTUI_KEEP_MEMORY") == "0":
+            return keep_freed_memory()
+        raise ProcessStateChanged(
+            "core.training.memory.keep_freed_memory changes malloc for the whole process: run this "
+            "command with cli_process, or in process with env={'POEMTUI_KEEP_MEMORY': '0'}"
+        )
+
+    return guarded
 
 
 def run_cli(command: str, *args, env: dict | None = None, stdin: str | None = None) -> CliResult:
@@ -103,7 +111,9 @@ def run_cli(command: str, *args, env: dict | None = None, stdin: str | None = No
     captured. What a command changes in the process is put back afterwards: the SIGINT/SIGTERM handlers
     (core.train installs its own), os.environ (experiments sets OMP_NUM_THREADS), torch's thread count.
     Malloc settings cannot be put back: a command that would change them (core.train's or core.bench's
-    keep_freed_memory, reached once training really starts) stops the test; use cli_process.
+    keep_freed_memory, reached once training really starts) stops the test, unless env sets
+    POEMTUI_KEEP_MEMORY=0 (the engine's own switch: malloc left alone; nothing else changes); the
+    subprocess smoke tests run with the real setting.
 
     env: variables to set (None: remove) while it runs; stdin: the text it reads."""
     import torch
@@ -122,8 +132,8 @@ def run_cli(command: str, *args, env: dict | None = None, stdin: str | None = No
     saved_stdin = sys.stdin
     status = None
     try:
-        for m, _ in patched:
-            m.keep_freed_memory = _refuse_process_change
+        for m, original in patched:
+            m.keep_freed_memory = _guard(original)
         for key, value in (env or {}).items():
             if value is None:
                 os.environ.pop(key, None)

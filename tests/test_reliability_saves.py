@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli_process
+from conftest import run_cli
 
 from core.errors import CheckpointError
 from core.runs import atomic, folder
@@ -281,10 +281,10 @@ def test_full_disk_during_training_stops_in_one_line_and_deletes_nothing(small_d
     if disk is None:
         pytest.skip("mounting a tmpfs needs root (the save-level test above covers a failed write)")
     run = disk / "run"
-    # a real process: core.train changes malloc's settings when training starts (core.training.memory)
-    out = run_cli_process(
+    # the command in this process, malloc left alone (POEMTUI_KEEP_MEMORY=0: nothing else changes)
+    out = run_cli(
         "train", *TINY_ARGS, "--eval-every", "2", "--max-steps", "8", "--keep", "1", "--run-dir", run,
-        "--events", "jsonl",
+        "--events", "jsonl", env={"POEMTUI_KEEP_MEMORY": "0"},
     )  # fmt: skip
     assert out.status == 2, out.err
     assert_one_line(out.err)

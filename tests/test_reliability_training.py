@@ -10,7 +10,6 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,8 +25,6 @@ from core.runs.folder import list_checkpoints
 from core.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
-CHILD = Path(__file__).with_name("reliability_child.py")
-SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TINY_ARGS = ["--corpus", "tang300", "--embed-size", "32", "--hidden-size", "32", "--num-layers", "1"]
 TINY_ARGS += ["--batch-size", "16", "--dropout", "0.1", "--seed", "7", "--sample-on-eval", "false"]
 
@@ -367,18 +364,28 @@ def test_weights_gone_infinite_are_never_saved(tmp_path):
 NAN_ARGS = ["--eval-every", "3", "--max-steps", "6", "--events", "jsonl"]
 
 
-def test_a_nan_evaluation_through_the_command_is_reported_not_a_crash(tmp_path):
+def test_a_nan_evaluation_through_the_command_is_reported_not_a_crash(tmp_path, monkeypatch):
+    """`python -m core.train` (in this process; malloc left alone) with the model's logits made NaN during
+    its first evaluation, as a diverging model would show it: a NaN dev loss."""
+    from core.model import PoetryLM
+
+    forward = PoetryLM.forward
+    seen = {"train": False, "poisoned": False}
+
+    def poisoned_forward(self, inputs, *args, **kwargs):
+        logits, state = forward(self, inputs, *args, **kwargs)
+        if self.training:
+            seen["train"] = True
+        elif seen["train"] and not seen["poisoned"]:
+            logits, seen["poisoned"] = logits * torch.tensor(float("nan")), True
+        return logits, state
+
+    monkeypatch.setattr(PoetryLM, "forward", poisoned_forward)
     run = tmp_path / "run"
-    out = subprocess.run(
-        [sys.executable, str(CHILD), "train-nan-eval", *TINY_ARGS, *NAN_ARGS, "--run-dir", str(run)],
-        cwd=REPO,
-        env=SUBPROCESS_ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    events = [json.loads(line) for line in out.stdout.splitlines()]
+    out = run_cli("train", *TINY_ARGS, *NAN_ARGS, "--run-dir", run, env={"POEMTUI_KEEP_MEMORY": "0"})
+    assert out.status == 0, out.err[-2000:]
+    assert seen["poisoned"]
+    events = [json.loads(line) for line in out.out.splitlines()]
     first = next(e for e in events if e["event"] == "eval")
     assert first["dev_ppl"] is None  # JSON has no NaN: the event says null
     assert events[-1]["event"] == "done" and events[-1]["best_dev_ppl"] is not None
