@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import traceback
@@ -27,9 +28,30 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USER, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def finite(obj: Any) -> Any:
+    """obj with every NaN or infinite float, however deeply nested, made None: JSON has neither (Python's
+    json writes bare NaN and Infinity, which JSON parsers refuse)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def json_line(obj: Any, *, ascii_only: bool = False) -> str:
+    """One JSON text for obj: non-finite floats as null (`finite`), anything else json cannot write as its
+    str(); allow_nan=False guards the rule."""
+    return json.dumps(finite(obj), ensure_ascii=ascii_only, allow_nan=False, default=str)
+
+
 def print_json(obj: Any) -> None:
-    """The one JSON object a `--json` command prints on stdout."""
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    """The one JSON object a `--json` command prints on stdout (standard JSON: no NaN, no Infinity)."""
+    try:
+        sys.stdout.write(json_line(obj) + "\n")
+    except UnicodeEncodeError:  # text that was not UTF-8 (a lone surrogate) or a stdout that is not UTF-8
+        sys.stdout.write(json_line(obj, ascii_only=True) + "\n")
     sys.stdout.flush()
 
 

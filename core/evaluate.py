@@ -8,24 +8,25 @@ from __future__ import annotations
 
 def build_parser():
     from core.cli import ArgumentParser
+    from core.generation.settings import MAX_POEMS
+    from core.options import add_option, device_problem
 
     p = ArgumentParser(prog="python -m core.evaluate", description="Perplexity of a checkpoint on a split.")
     p.add_argument("checkpoint", help="a .safetensors checkpoint, or a run folder (its best checkpoint)")
-    p.add_argument("--split", choices=["train", "dev", "test"], default="dev")
-    p.add_argument(
-        "--corpus",
-        help="score on this corpus instead of the checkpoint's own (unknown characters "
-        "count as <unk> targets)",
-    )
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="cpu")
+    add_option(p, "split", str, "dev", "the split to score", choices=("train", "dev", "test"))
+    add_option(
+        p, "corpus", str, None, "score on this corpus instead of the checkpoint's own (unknown characters "
+        "count as <unk> targets)", none="the checkpoint's",
+    )  # fmt: skip
+    add_option(p, "batch_size", int, 64, "poems scored at a time", low=1, high=65536)
+    add_option(p, "device", str, "cpu", "cpu or cuda (cuda:N)", test=device_problem)
     p.add_argument(
         "--quality",
         action="store_true",
         help="also sample poems for the seven assignment starts and measure their quality",
     )
-    p.add_argument("--samples", type=int, default=20, help="with --quality: poems per start character")
-    p.add_argument("--seed", type=int, default=0, help="with --quality: sampling seed")
+    add_option(p, "samples", int, 20, "with --quality: poems per start character", low=1, high=MAX_POEMS)
+    add_option(p, "seed", int, 0, "with --quality: sampling seed", low=0, high=2**63 - 1)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return p
 
@@ -35,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from core.cli import print_json
     from core.corpus import load_recorded_corpus
+    from core.corpus.splits import USER_LARGE_MIN
     from core.errors import PoemError
     from core.runs.checkpoint import load_checkpoint
     from core.runs.folder import resolve_checkpoint
+    from core.training import budget
     from core.training.perplexity import evaluate
 
     args = build_parser().parse_args(argv)
@@ -48,8 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     same_corpus = corpus.fingerprint == own.get("fingerprint")
     poems = corpus.splits.get(args.split) or []
     if not poems:
-        raise PoemError(f"corpus {corpus.name} has no {args.split} split (tang300 has train and dev only)")
+        present = [f"{name} ({len(corpus.splits[name])})" for name in corpus.splits if corpus.splits[name]]
+        why = ""
+        if corpus.name not in ("tang300", "quantangshi"):
+            why = f"; a corpus of fewer than {USER_LARGE_MIN} poems is split 80/20 into train and dev only"
+        raise PoemError(
+            f"corpus {corpus.name} has no {args.split} split (it has {', '.join(present)} poems){why}: "
+            f"choose --split {' or '.join(n for n in corpus.splits if corpus.splits[n])}"
+        )
     vocab = ckpt.vocab
+    budget.check_scoring(ckpt.model_config, [len(p) for p in poems], args.batch_size, args.device)
     model = ckpt.build_model(args.device)
     result = evaluate(model, [vocab.encode(p) for p in poems], args.batch_size, args.device)
     out = {

@@ -14,7 +14,7 @@ from pathlib import Path
 from core.cli import ArgumentParser, print_json, run
 from core.generation.sampler import Sampler
 from core.generation.settings import SampleSettings
-from core.options import add_flags, given
+from core.options import add_flags, add_option, device_problem, given
 from core.runs.folder import resolve_checkpoint
 
 ASSIGNMENT_STARTS = "日红山夜湖海月"
@@ -25,19 +25,17 @@ def build_parser() -> ArgumentParser:
     p.add_argument("checkpoint", type=Path, help="a .safetensors checkpoint (or a run folder: its best)")
     add_flags(p, SampleSettings)  # each sampling setting parsed and range-checked as it is read
     p.add_argument("--assignment", action="store_true", help="one poem for each of " + ASSIGNMENT_STARTS)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_option(p, "device", str, "cpu", "cpu or cuda (cuda:N)", test=device_problem)
     p.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
         help="sample with a bfloat16 copy of the model where the hardware has bf16 (auto: 2x faster)",
     )
-    p.add_argument(
-        "--benchmark",
-        type=int,
-        metavar="N",
-        help="time checkpoint loading and N single 七绝 poems (4×7), print the figures and exit",
-    )
+    add_option(
+        p, "benchmark", int, None, "time checkpoint loading and N single 七绝 poems (4×7), print the figures "
+        "and exit", low=1, high=200, none="off",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return p
 

@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from core.cli import ArgumentParser, print_json, run
+from core.options import add_option
 from core.reference.numpy_lm import EMBEDDING, NumpyLM, random_batch, random_params
 
 TOLERANCE = 1e-8  # hand gradient vs autograd, float64
@@ -267,17 +268,21 @@ def _human(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m core.gradcheck", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=7)
-    parser.add_argument("--max-len", type=int, default=9, help="longest poem of the batch (steps)")
-    parser.add_argument("--vocab", type=int, default=40)
-    parser.add_argument("--embed", type=int, default=12)
-    parser.add_argument("--hidden", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--temperature", type=float, default=0.8)
+    add_option(parser, "layers", int, 3, "stacked LSTM layers", low=1, high=16)
+    add_option(parser, "batch", int, 7, "poems in the batch", low=1, high=256)
+    add_option(parser, "max_len", int, 9, "longest poem of the batch (steps)", low=1, high=512)
+    add_option(
+        parser, "vocab", int, 40, "vocabulary size (4 special tokens and the characters)", low=5, high=10_000
+    )
+    add_option(parser, "embed", int, 12, "embedding size", low=1, high=1024)
+    add_option(parser, "hidden", int, 16, "hidden size", low=1, high=1024)
+    add_option(parser, "seed", int, 0, "random seed", low=0, high=2**32 - 1)
+    add_option(
+        parser, "temperature", float, 0.8, "softmax temperature of the loss", low=0, low_open=True, high=100
+    )
     parser.add_argument("--no-padding", action="store_true", help="every row as long as the longest")
     parser.add_argument("--tie-weights", action="store_true", help="head.weight is embedding.weight")
-    parser.add_argument("--fd-samples", type=int, default=6, help="finite-difference samples per parameter")
+    add_option(parser, "fd_samples", int, 6, "finite-difference samples per parameter", low=0, high=10_000)
     parser.add_argument(
         "--impl",
         choices=("autograd", "fused"),
@@ -285,13 +290,6 @@ def main(argv: list[str] | None = None) -> int:
         help="torch LSTM implementation(s) to compare with (default: all)",
     )
     args = parser.parse_args(argv)
-    for flag in ("layers", "batch", "max_len", "embed", "hidden"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
-    if args.vocab < 5:
-        parser.error("--vocab must be at least 5 (4 special tokens and one character)")
-    if args.temperature <= 0:
-        parser.error("--temperature must be > 0")
     report = gradcheck(
         layers=args.layers,
         batch_size=args.batch,

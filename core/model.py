@@ -1,8 +1,13 @@
 """The poetry language model: embedding -> our LSTM -> dropout -> linear -> logits (softmax in the loss).
 
+    inputs [B, T] ─ embedding ─┬─ [prosody features] ─ LSTM ─ dropout ─ head ─ logits [B, T, V]
+                               │   (optional, Prosody)           └ [prosody head: + the characters' tones
+                               └ E                                   and groups, weighted from h_t]
+
 Parameter names are a contract (checkpoints, the NumPy model and gradcheck use them):
 embedding.weight [V, E]; lstm.weight_ih_l{k} [4H, I], lstm.weight_hh_l{k} [4H, H], lstm.bias_l{k} [4H],
-gate order i, f, g, o; head.weight [V, H], head.bias [V].
+gate order i, f, g, o; head.weight [V, H], head.bias [V]; with prosody also prosody.* (ModelConfig.
+parameter_shapes). With every option off this is the assignment's embedding -> LSTM -> linear -> softmax.
 """
 
 from __future__ import annotations
@@ -13,9 +18,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.corpus.vocab import PAD
+from core.gelv.prosody import BOS_KIND, EOS_KIND, LINE_END
 from core.lstm import LSTM
-from core.lstm.dropout import Dropout
-from core.model_config import INIT_SCHEMES, ModelConfig
+from core.lstm.layer import sequence_dropout
+from core.model_config import (
+    INIT_SCHEMES,
+    PROSODY_CLASSES,
+    PROSODY_KINDS,
+    PROSODY_LINES,
+    PROSODY_POSITIONS,
+    ModelConfig,
+)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -32,36 +46,160 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if native else "fp32"
 
 
-class PoetryLM(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+class Prosody(nn.Module):
+    """What a reader of regulated verse knows at each position, as features next to the embedding.
+
+    From the token ids alone (and the table of core.gelv.prosody, a buffer saved with the weights): the
+    character's kind (content, <bos>, <eos>, a line end, ...), its tones and 平水韵 groups, its place in
+    the line, the line's index in the poem, and the groups of the poem's first rhyme (the last character of
+    line 2) once that is known. Place, line and rhyme are counted from the last <bos> or <eos>: a row
+    that starts inside a poem (a stream crop) has them unknown (index 0) until the next poem starts.
+    `carry` [B, 4] (place, line, first rhyme id, previous id; -1: unknown) continues the count across
+    calls, as the sampler feeds one character at a time; it travels in the model's state."""
+
+    def __init__(self, vocab_size: int, size: int):
         super().__init__()
-        if cfg.tie_weights and cfg.embed_size != cfg.hidden_size:
-            raise ValueError("tie_weights needs embed_size == hidden_size")
+        self.register_buffer("table", torch.zeros(vocab_size, PROSODY_KINDS + PROSODY_CLASSES))
+        self.position = nn.Embedding(PROSODY_POSITIONS + 1, size)  # index 0: unknown
+        self.line = nn.Embedding(PROSODY_LINES + 1, size)
+        self.kind = nn.Embedding(PROSODY_KINDS, size)
+        self.classes = nn.Linear(PROSODY_CLASSES, size, bias=False)  # the character's tones and groups
+        self.rhyme = nn.Linear(PROSODY_CLASSES, size, bias=False)  # the first rhyme's
+
+    def fill(self, itos) -> None:
+        """The table for a vocabulary (once, when a model is made for a corpus; checkpoints keep it)."""
+        from core.gelv.prosody import prosody_table
+
+        with torch.no_grad():
+            self.table.copy_(torch.from_numpy(prosody_table(itos)))
+
+    def counts(self, ids: torch.Tensor, carry: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Each position's kind, place in its line, line index and first rhyme id, all [B, T] (-1: unknown;
+        rhyme PAD: none yet). A place counts the content characters of the line up to this one (0 at a
+        line end, <bos> or <eos>); a line counts the line ends since the poem began."""
+        B, T = ids.shape
+        kinds = self.table[:, :PROSODY_KINDS].argmax(1)[ids]
+        if carry is None:
+            carry = ids.new_tensor([-1, -1, PAD, PAD]).expand(B, 4)
+        place0, line0, rhyme0, prev0 = (c[:, None] for c in carry.unbind(1))
+        t = torch.arange(T, device=ids.device).expand(B, T)
+        unknown = torch.full_like(t, -1)
+        reset = (kinds == BOS_KIND) | (kinds == EOS_KIND)
+        end = kinds == LINE_END
+        last_break = torch.cummax(torch.where(reset | end, t, unknown), 1).values
+        last_reset = torch.cummax(torch.where(reset, t, unknown), 1).values
+        place = torch.where(last_break >= 0, t - last_break, torch.where(place0 >= 0, place0 + t + 1, -1))
+        ends = end.long().cumsum(1)
+        since = ends - ends.gather(1, last_reset.clamp(min=0))
+        line = torch.where(last_reset >= 0, since, torch.where(line0 >= 0, line0 + ends, -1))
+        prev = torch.cat([prev0, ids[:, :-1]], 1)
+        second = torch.cummax(torch.where(end & (line == 2), t, unknown), 1).values  # line 2's end
+        rhyme = torch.where(
+            (second >= 0) & (second > last_reset),
+            prev.gather(1, second.clamp(min=0)),
+            torch.where(last_reset >= 0, torch.full_like(ids, PAD), rhyme0),
+        )
+        return {"kind": kinds, "place": place, "line": line, "rhyme": rhyme}
+
+    def forward(self, ids: torch.Tensor, carry: torch.Tensor | None, lengths=None):
+        """ids [B, T] -> features [B, T, size], the class rows [V, C] (for the head), carry after each row."""
+        B, T = ids.shape
+        classes = self.table[:, PROSODY_KINDS:]
+        c = self.counts(ids, carry)
+        features = (
+            self.position((c["place"].clamp(max=PROSODY_POSITIONS - 1) + 1).clamp(min=0))
+            + self.line((c["line"].clamp(max=PROSODY_LINES - 1) + 1).clamp(min=0))
+            + self.kind(c["kind"])
+            + self.classes(classes[ids])
+            + self.rhyme(classes[c["rhyme"]])
+        )
+        last = torch.full((B, 1), T - 1, dtype=torch.long, device=ids.device)
+        if lengths is not None:  # a padded row's count stops at its last real step
+            last = (lengths.to(ids.device).long() - 1).clamp(min=0, max=T - 1)[:, None]
+        parts = (c["place"], c["line"], c["rhyme"], ids)
+        return features, classes, torch.cat([part.gather(1, last) for part in parts], 1)
+
+
+class PoetryLM(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab=None):
+        """vocab (core.corpus.Vocab): fills the prosody table (cfg.prosody); a checkpoint's weights bring
+        theirs instead."""
+        super().__init__()
         self.cfg = cfg
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_size)
-        self.lstm = LSTM(cfg.embed_size, cfg.hidden_size, cfg.num_layers, cfg.dropout, impl=cfg.lstm_impl)
-        self.drop = Dropout(cfg.dropout)  # torch's dropout, a cheaper mask (core/lstm/dropout.py)
-        self.head = nn.Linear(cfg.hidden_size, cfg.vocab_size)
+        self.lstm = LSTM(
+            cfg.lstm_input_size,
+            cfg.hidden_size,
+            cfg.num_layers,
+            cfg.dropout,
+            impl=cfg.lstm_impl,
+            locked=cfg.locked_dropout,
+            weight_drop=cfg.weight_drop,
+        )
+        self.head = nn.Linear(cfg.head_input_size, cfg.vocab_size)
         if cfg.tie_weights:
             self.head.weight = self.embedding.weight
+        # a tied head on a wider LSTM: h_t projected to the embedding size first (a factorised output layer)
+        self.project = nn.Linear(cfg.hidden_size, cfg.embed_size, bias=False) if cfg.projected else None
+        self.prosody = Prosody(cfg.vocab_size, cfg.prosody_size) if cfg.prosody else None
+        if self.prosody is not None:
+            # the prosody head: logits += (U h_t) · classes(v), the character's tones and groups weighted
+            # by h_t; it rides on the head's matmul (extra columns), so it costs 32 of H + 32 inputs
+            self.prosody.head = nn.Linear(cfg.head_input_size, PROSODY_CLASSES, bias=False)
+            if vocab is not None:
+                self.prosody.fill(vocab.itos)
         init_weights(self, cfg.init)
 
     def forward(self, inputs, lengths=None, state=None, mask=None):
-        """inputs [B, T] token ids -> logits [B, T, V] and the LSTM state (h, c), each [L, B, H].
+        """inputs [B, T] token ids -> logits [B, T, V] and the state: the LSTM's (h, c), each [L, B, H]
+        (with prosody, and the features' carry [B, 4]).
 
         With `mask` [B, T], only the positions where it is True reach the output layer: logits [N, V] in
         row-major order of the mask. Training and evaluation use this: the largest matmul of the model
         then skips padding, and no [B, T, V] gradient has to be scattered back."""
-        x = self.drop(self.embedding(inputs))
-        out, state = self.lstm(x, state=state, lengths=lengths)
+        cfg, (B, T) = self.cfg, inputs.shape
+        x = self.embedding(inputs)
+        if self.training and cfg.embed_dropout > 0:
+            x = x * _character_dropout(inputs, cfg.vocab_size, cfg.embed_dropout).to(x.dtype)
+        x = self._dropout(x.reshape(B * T, -1), None, B, T).view(B, T, -1)
+        carry = None
+        if self.prosody is not None:
+            features, classes, carry = self.prosody(inputs, state[2] if state else None, lengths)
+            x = torch.cat([x, features.to(x.dtype)], dim=-1)
+        out, lstm_state = self.lstm(x, state=state[:2] if state else None, lengths=lengths)
+        positions = None  # of the rows of out in the batch: needed by locked dropout only
         if mask is not None:
+            positions = mask.reshape(-1).nonzero()[:, 0] if cfg.locked_dropout else None
             out = out[mask]
-        return self.head(self.drop(out)), state
+        out = self._dropout(out.reshape(-1, out.shape[-1]), positions, B, T)
+        if self.project is not None:
+            out = self.project(out)
+        if self.prosody is None:
+            logits = self.head(out)
+        else:  # [h | U h] @ [W | classes]^T + b: one matmul
+            out = torch.cat([out, self.prosody.head(out)], dim=-1)
+            weight = torch.cat([self.head.weight, classes.to(self.head.weight.dtype)], dim=1)
+            logits = F.linear(out, weight, self.head.bias)
+        logits = logits.view(B, T, -1) if mask is None else logits
+        return logits, (lstm_state if carry is None else (*lstm_state, carry))
+
+    def _dropout(self, x, positions, B: int, T: int):
+        """cfg.dropout on rows of x that are positions of the batch (locked: one mask per sequence)."""
+        if not self.training or self.cfg.dropout == 0:
+            return x
+        return sequence_dropout(x, self.cfg.dropout, positions, B, T, self.cfg.locked_dropout)
 
     def loss(self, batch, reduction: str = "mean"):
         """Cross-entropy over the real targets of a Batch ("mean" per token, or "sum")."""
         logits, _ = self(batch.inputs, lengths=batch.lengths, mask=batch.mask)
         return token_cross_entropy(logits, batch.targets[batch.mask], reduction)
+
+
+def _character_dropout(inputs, vocab_size: int, p: float) -> torch.Tensor:
+    """[B, T, 1] scale of each position's embedding: a character dropped (0) wherever it occurs in the batch
+    with probability p, the others scaled by 1/(1-p) (AWD-LSTM's embedding dropout)."""
+    keep = torch.rand(vocab_size, device=inputs.device) >= p
+    return (keep.float() / (1 - p))[inputs].unsqueeze(-1)
 
 
 def token_cross_entropy(logits, targets, reduction: str = "mean"):
@@ -89,9 +227,11 @@ def _init_default(model: PoetryLM) -> None:
 
     Embeddings are N(0, 1), the unit-variance inputs Xavier's scaling assumes: with std 0.1 the gates of
     a 2-layer LSTM barely see the input and training sits on the unigram plateau for hundreds of steps
-    (docs/REPORT.md §3). A tied embedding is also the output
-    matrix, whose logits must start small: it keeps std 0.1."""
-    nn.init.normal_(model.embedding.weight, std=0.1 if model.cfg.tie_weights else 1.0)
+    (docs/REPORT.md §3). A tied embedding is also the output matrix, whose logits must start small: read
+    directly (embed size = hidden size) it keeps std 0.1; behind a projection, the projection starts small
+    instead (std 0.1/√H), so the LSTM still sees unit-variance inputs."""
+    cfg = model.cfg
+    nn.init.normal_(model.embedding.weight, std=0.1 if cfg.tie_weights and not cfg.projected else 1.0)
     for name, p in model.lstm.named_parameters():
         if name.startswith("weight_ih"):
             _per_gate(p, nn.init.xavier_uniform_)
@@ -105,6 +245,15 @@ def _init_default(model: PoetryLM) -> None:
     if not model.cfg.tie_weights:
         nn.init.uniform_(model.head.weight, -bound, bound)
     nn.init.zeros_(model.head.bias)
+    if model.project is not None:
+        nn.init.normal_(model.project.weight, std=0.1 / math.sqrt(cfg.hidden_size))
+    if model.prosody is not None:
+        # five terms add up to the features: each small enough that their sum is about unit variance
+        for part in (model.prosody.position, model.prosody.line, model.prosody.kind):
+            nn.init.normal_(part.weight, std=0.45)
+        for part in (model.prosody.classes, model.prosody.rhyme):
+            nn.init.normal_(part.weight, std=0.3)
+        nn.init.uniform_(model.prosody.head.weight, -bound, bound)
 
 
 def _init_uniform(model: PoetryLM) -> None:

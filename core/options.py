@@ -100,6 +100,8 @@ class Spec:
                 return f"must be a finite number, got {value}"
         if self.kind is str and not isinstance(value, str):
             return f"must be text, got {_shown(value)}"
+        if self.kind is str and (problem := text_problem(value)):
+            return problem
         if self.choices and value not in self.choices:
             return f"choose one of {', '.join(map(str, self.choices))} (got {_shown(value)})"
         if self.kind in (int, float) and (problem := self._range_problem(value)):
@@ -142,6 +144,27 @@ class Spec:
         return str(value)
 
 
+def text_problem(text: str) -> str | None:
+    """What makes a string unusable as a setting: bytes that were not UTF-8 (argv keeps them as lone
+    surrogates, which no file, JSON line or terminal can hold) or a NUL character (no path may hold one)."""
+    bad = next((ch for ch in text if "\ud800" <= ch <= "\udfff"), None)
+    if bad is not None:
+        byte = f" (byte 0x{ord(bad) - 0xDC00:02x})" if "\udc80" <= bad <= "\udcff" else ""
+        return f"is not valid UTF-8{byte}"
+    if "\x00" in text:
+        return "holds a NUL character"
+    return None
+
+
+def device_problem(name: str, *, auto: bool = False) -> str | None:
+    """cpu, cuda or cuda:N (and auto where the command resolves it): what a --device may be."""
+    if name in ("cpu", "cuda") or (auto and name == "auto"):
+        return None
+    if name.startswith("cuda:") and name[5:].isdigit():
+        return None
+    return f"choose {'auto, ' if auto else ''}cpu or cuda (got {name!r})"
+
+
 def option(default: Any, help: str, **spec: Any) -> Any:
     """A dataclass field declared as a setting (see the module docstring); its type is the annotation's."""
     return field(default=default, metadata={_SPEC: (help, spec)})
@@ -163,6 +186,11 @@ def brief(problem: str) -> str:
 def _number_text(value: float | None) -> str:
     if value is None:
         return ""
+    if isinstance(value, int) and not isinstance(value, bool):  # may be too large for a float (10**400)
+        digits = str(abs(value))
+        if len(digits) <= 15:
+            return str(value)
+        return f"{'-' if value < 0 else ''}{digits[0]}.{digits[1:3]}e+{len(digits) - 1}"
     if float(value).is_integer() and abs(value) < 1e15:
         return str(int(value))
     return f"{value:g}"
@@ -238,18 +266,41 @@ def add_flags(
     for name, spec in settings.specs().items():
         if only is not None and name not in only:
             continue
-        shown = spec.none if spec.default is None and spec.none else spec.show(spec.default) or "none"
-        switch = {"nargs": "?", "const": True} if spec.kind is bool else {}  # `--gelv` = `--gelv true`
-        parser.add_argument(
-            spec.flag,
-            *spec.aliases,
-            dest=name,
-            type=_argparse_type(spec),
-            metavar=name.upper() if not spec.choices else "{" + ",".join(map(str, spec.choices)) + "}",
-            default=spec.default if defaults else argparse.SUPPRESS,
-            help=f"{spec.help} (default: {shown})",
-            **switch,
-        )
+        add_spec(parser, spec, defaults=defaults)
+
+
+def add_option(
+    parser: argparse.ArgumentParser, name: str, kind: type, default: Any, help: str, **spec: Any
+) -> Spec:
+    """One flag of a command that has no settings dataclass, declared like an `option` field (its kind,
+    default, range, choices), parsed and range-checked by argparse: `add_option(p, "batch_size", int, 64,
+    "poems per batch", low=1)` is `--batch-size`. Returns the Spec (the fuzz table lists every flag)."""
+    optional = spec.pop("optional", default is None)
+    required = spec.pop("required", False)
+    declared = Spec(name, kind, default, help, optional=optional, **spec)
+    add_spec(parser, declared, required=required)
+    return declared
+
+
+def add_spec(
+    parser: argparse.ArgumentParser, spec: Spec, *, defaults: bool = True, required: bool = False
+) -> None:
+    """The flag of one Spec (add_flags and add_option make them; a command may reuse a settings class's Spec
+    with its own default through dataclasses.replace)."""
+    shown = spec.none if spec.default is None and spec.none else spec.show(spec.default) or "none"
+    switch = {"nargs": "?", "const": True} if spec.kind is bool else {}  # `--gelv` = `--gelv true`
+    range_text = f"; {spec.range_text()}" if spec.range_text() and not spec.choices else ""
+    parser.add_argument(
+        spec.flag,
+        *spec.aliases,
+        dest=spec.name,
+        type=_argparse_type(spec),
+        metavar=spec.name.upper() if not spec.choices else "{" + ",".join(map(str, spec.choices)) + "}",
+        default=spec.default if defaults else argparse.SUPPRESS,
+        help=f"{spec.help} ({'required' if required else f'default: {shown}'}{range_text})",
+        **({"required": True} if required else {}),
+        **switch,
+    )
 
 
 def _argparse_type(spec: Spec):
@@ -260,6 +311,7 @@ def _argparse_type(spec: Spec):
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     parse.__name__ = spec.kind.__name__
+    parse.spec = spec  # what the flag is declared as (tests/fuzz_cli.py fuzzes every flag from it)
     return parse
 
 

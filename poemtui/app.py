@@ -2,58 +2,42 @@
 
     Train (ctrl+t)  ->  Live (ctrl+l)  ->  Checkpoints (ctrl+o)  ->  Generate (ctrl+g)
 
-The app holds the state that outlives a screen: the training job and its RunState, and which checkpoint
-Generate writes with. Screens read that state when shown and are told when it changes; none of them
+The app holds the state that outlives a screen: the training job and its RunState (poemtui.state.training),
+an experiment's sequence of runs (poemtui.state.experiment), and which checkpoint Generate writes with.
+Screens read that state when shown and subscribe to `training_signal` to hear when it changes; none of them
 computes anything: training is `python -m core.train` in a child process, sampling is core.generation.sampler.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gc
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.screen import Screen
+from textual.signal import Signal
 
 from core.errors import PoemError
 from core.training.settings import TrainConfig, default_run_name
-from poemtui.catalog import CheckpointEntry, has_checkpoints
-from poemtui.messages import TrainingChanged
+from poemtui.dialogs.confirm import ConfirmDialog
+from poemtui.dialogs.welcome import WelcomeDialog
 from poemtui.screens.checkpoints import CheckpointsScreen
-from poemtui.screens.confirm import ConfirmScreen
 from poemtui.screens.generate import GenerateScreen
 from poemtui.screens.train_form import TrainFormScreen
 from poemtui.screens.train_live import LiveScreen
-from poemtui.screens.welcome import WelcomeScreen
-from poemtui.train_options import preset_values, train_options
-from poemtui.training import DONE_TEXT, RunState, TrainingJob, command_target, train_command
+from poemtui.state.catalog import CheckpointEntry, has_checkpoints
+from poemtui.state.experiment import NEXT, STOPPED, Experiment, OptimizerComparison
+from poemtui.state.train_options import preset_values, train_options
+from poemtui.state.training import DONE_TEXT, Launch, RunState, TrainingJob, train_command
 
-# The optimizer comparison of the palette: core.experiments' own plan, on a budget a 2-core CPU trains in
-# about a minute per optimizer (the tang300 preset model; `python -m core.experiments` takes larger ones).
-EXPERIMENT_CORPUS = "tang300"
-EXPERIMENT_STEPS = 180
-
-
-@dataclass
-class Experiment:
-    """A sequence of training runs the app launches one after another (each an ordinary run)."""
-
-    title: str
-    todo: list  # core.experiments PlannedRun: the runs not started yet
-    total: int
-    lock: contextlib.ExitStack  # core.experiments' folder lock, held until the sequence ends
-    started: int = 0
-    names: list[str] = field(default_factory=list)
-    stopped: bool = False  # the user stopped the run: the sequence ends with it
-    current: object = None  # the PlannedRun training now
+BUSY = "stop the current run first (ctrl+l, then s)"
 
 
 class PoemApp(App):
@@ -92,7 +76,25 @@ class PoemApp(App):
         self.generate_path: Path | None = None
         self.resume_request: CheckpointEntry | None = None
         self.experiment: Experiment | None = None
-        self.experiment_steps = EXPERIMENT_STEPS
+        self.comparison = OptimizerComparison()  # what the palette's experiment runs
+        # The run changed: the trainer's event kind (batch, eval, checkpoint, done, error), or "stopping" /
+        # "exit" for the process itself. Screens subscribe when mounted; batch bursts reach them coalesced.
+        self.training_signal: Signal[str] = Signal(self, "training-changed")
+
+    class TrainingChanged(Message):
+        """Posted by the app to itself for each event of the training child (see `training_signal`)."""
+
+        def __init__(self, kind: str) -> None:
+            super().__init__()
+            self.kind = kind
+
+        def can_replace(self, message: Message) -> bool:
+            # Tens of batch events a second: a newer one makes a queued one pointless (the state holds all).
+            return (
+                self.kind == "batch"
+                and isinstance(message, PoemApp.TrainingChanged)
+                and message.kind == "batch"
+            )
 
     @functools.cached_property
     def cuda_available(self) -> bool:
@@ -109,7 +111,7 @@ class PoemApp(App):
             return
         self.switch_mode("train")
         if self.welcome:
-            self.push_screen(WelcomeScreen(self.checkpoints_dir), self._welcome_answer)
+            self.push_screen(WelcomeDialog(self.checkpoints_dir), self._welcome_answer)
 
     def _welcome_answer(self, choice: str | None) -> None:
         if choice == "quick":
@@ -131,21 +133,16 @@ class PoemApp(App):
     ) -> bool:
         """Launch `python -m core.train` for these options; refused while another run is live."""
         if self.training_live:
-            self.notify(
-                "stop the current run first (ctrl+l, then s)",
-                title="A run is in progress",
-                severity="warning",
-            )
+            self.notify(BUSY, title="A run is in progress", severity="warning")
             return False
         run_dir = resume.parent if resume is not None else self.new_run_dir(run_name, options)
-        self.launch(train_command(self.python, run_dir, options, resume=resume), run_dir, resume)
+        self.launch(Launch(train_command(self.python, run_dir, options, resume=resume), run_dir, resume))
         return True
 
-    def launch(self, command: list[str], run_dir: Path, resume: Path | None, series: str = "") -> None:
+    def launch(self, launch: Launch) -> None:
         """Start one `core.train --events jsonl` child: its run becomes the app's run, the Live screen's."""
-        self.run_state = RunState(run_dir=run_dir, resume=resume, series=series)
-        self.run_state.args = command
-        self.job = TrainingJob(self.run_state, command, on_change=self._training_event)
+        self.run_state = launch.new_state()
+        self.job = TrainingJob(self.run_state, launch.command, on_change=self._training_event)
         self._run_job(self.job)
         self.switch_mode("live")
 
@@ -162,18 +159,15 @@ class PoemApp(App):
 
     def stop_training(self) -> None:
         if self.experiment is not None:
-            self.experiment.stopped = True
+            self.experiment.stop()
         if self.job is not None:
             self.job.stop()
 
     def _training_event(self, kind: str) -> None:
-        self.post_message(TrainingChanged(kind))
+        self.post_message(self.TrainingChanged(kind))
 
-    def on_training_changed(self, message: TrainingChanged) -> None:
-        for screen in self.screen_stack:
-            notify = getattr(screen, "training_changed", None)
-            if notify is not None:
-                notify(message.kind)
+    def on_poem_app_training_changed(self, message: TrainingChanged) -> None:
+        self.training_signal.publish(message.kind)
         if message.kind == "exit" and self.run_state is not None:
             self._announce_end(self.run_state)
             if self.experiment is not None:
@@ -186,98 +180,66 @@ class PoemApp(App):
             best = f"best dev perplexity {s.best_dev_ppl:.2f}" if s.best_dev_ppl else ""
             self.notify(best, title=f"Training {DONE_TEXT.get(s.status, s.status).split(':')[0]}", timeout=8)
 
-    # --- experiments: a sequence of runs ------------------------------------------------------------------
+    # --- experiments: runs one after another (poemtui.state.experiment keeps the sequence) -----------------
 
     def start_optimizer_experiment(self) -> None:
-        """Compare the optimizers on tang300: core.experiments' plan, one run after another in the app.
-
-        The plan holds only the runs still to do (finished ones are skipped, interrupted ones resume), so
-        launching it again after a stop carries on where it stopped."""
+        """Compare the optimizers: core.experiments' plan, one run after another in the app (resumable)."""
         if self.training_live:
-            self.notify(
-                "stop the current run first (ctrl+l, then s)",
-                title="A run is in progress",
-                severity="warning",
-            )
+            self.notify(BUSY, title="A run is in progress", severity="warning")
             return
-        from core.experiments import experiment_lock, plan_optimizer_runs
-        from core.experiments.runs import experiment_dir
-
-        lock = contextlib.ExitStack()
+        plan = self.comparison
         try:
-            lock.enter_context(experiment_lock(self.checkpoints_dir, "optimizers", EXPERIMENT_CORPUS))
-            todo = plan_optimizer_runs(
-                EXPERIMENT_CORPUS,
-                budget_steps=self.experiment_steps,
-                checkpoints=self.checkpoints_dir,
-                python=self.python,
-            )
+            exp = Experiment.optimizers(plan, self.checkpoints_dir, self.python)
         except PoemError as exc:
-            lock.close()
             self.notify(str(exc), title="Experiment not started", severity="error", timeout=12)
             return
-        folder = experiment_dir(self.checkpoints_dir, "optimizers", EXPERIMENT_CORPUS)
-        if not todo:
-            lock.close()
+        if exp.done:
             self.notify(
-                f"every run in {folder} is done: compare their curves in the browser (ctrl+o)",
+                f"every run in {exp.folder} is done: compare their curves in the browser (ctrl+o)",
                 title="Experiment already complete",
                 timeout=10,
             )
             return
-        names = [run.run_dir.name for run in todo]
-        resumed = sum(run.state == "resume" for run in todo)
+        resumed = f" ({exp.resumed} resumed)" if exp.resumed else ""
         self.notify(
-            f"{len(todo)} runs, one after another: {', '.join(names)}"
-            f"{f' ({resumed} resumed)' if resumed else ''}. The tang300 model, {self.experiment_steps} steps "
-            f"each, in {folder}. Stop (s on the Live screen) ends the sequence; launch it again to "
-            "carry on.",
-            title="Experiments: compare optimizers on tang300",
+            f"{exp.total} runs, one after another: {', '.join(exp.names)}{resumed}. The {plan.corpus} model, "
+            f"{plan.steps} steps each, in {exp.folder}. Stop (s on the Live screen) ends the sequence; "
+            "launch it again to carry on.",
+            title=f"Experiments: {plan.title}",
             timeout=15,
         )
-        self.experiment = Experiment(folder.name, todo, total=len(todo), lock=lock, names=names)
-        self._experiment_launch()
-
-    def _experiment_launch(self) -> None:
-        exp = self.experiment
-        assert exp is not None and exp.todo
-        run = exp.current = exp.todo.pop(0)
-        exp.started += 1
-        run.prepare()
-        run_dir, resume = command_target(run.argv)
-        series = f"{exp.title}, run {exp.started} of {exp.total}"
-        self.launch([*run.argv, "--events", "jsonl"], run_dir, resume, series=series)
+        self.experiment = exp
+        self.launch(exp.next_launch())
 
     def _experiment_next(self, s: RunState) -> None:
         """A run of the sequence ended: the next one starts, unless the user stopped this one."""
         exp = self.experiment
         assert exp is not None
-        if s.exit_code is not None:
-            exp.current.finished(s.exit_code, s.failure or "")
-        if exp.stopped or s.status in ("interrupted", "terminated"):
-            self._end_experiment()
+        after = exp.run_ended(s)
+        if after == NEXT:
+            self.launch(exp.next_launch())
+            return
+        self.experiment = None
+        if after == STOPPED:
             self.notify(
-                f"during run {exp.started} of {exp.total} ({exp.names[exp.started - 1]}); launch it again "
+                f"during run {exp.started} of {exp.total} ({exp.current_name}); launch it again "
                 "to carry on from its last checkpoint (finished runs are skipped)",
                 title="Experiment stopped",
                 timeout=10,
             )
-        elif exp.todo:
-            self._experiment_launch()
         else:
-            self._end_experiment()
             self.notify(
                 "compare the runs' curves in the browser (ctrl+o); `python -m core.experiments optimizers"
-                f" --budget-steps {self.experiment_steps} --checkpoints {self.checkpoints_dir}`"
+                f" --budget-steps {self.comparison.steps} --checkpoints {self.checkpoints_dir}`"
                 " writes the table",
                 title="Experiment finished",
                 timeout=15,
             )
 
     def _end_experiment(self) -> None:
-        """The sequence is over (finished, stopped, or the app closes): release the experiment's lock."""
+        """The app closes: release the experiment's lock (a later launch resumes the run it stopped)."""
         if self.experiment is not None:
-            self.experiment.lock.close()
+            self.experiment.close()
             self.experiment = None
 
     # --- navigation between screens ---------------------------------------------------------------------
@@ -319,7 +281,7 @@ class PoemApp(App):
         )
         yield SystemCommand(
             "Experiments: compare optimizers on tang300",
-            f"One run per optimizer, {self.experiment_steps} steps each, one after another (resumable)",
+            f"One run per optimizer, {self.comparison.steps} steps each, one after another (resumable)",
             self.start_optimizer_experiment,
         )
         if self.training_live:
@@ -344,7 +306,7 @@ class PoemApp(App):
                 self.stop_training()
 
         self.push_screen(
-            ConfirmScreen(
+            ConfirmDialog(
                 "Stop training?",
                 "The trainer finishes its batch, saves a checkpoint of the current state "
                 "(you can resume it later) and stops.",
@@ -366,7 +328,7 @@ class PoemApp(App):
                 self._stop_and_exit()
 
         self.push_screen(
-            ConfirmScreen(
+            ConfirmDialog(
                 "Training is running",
                 "Quitting stops it: the trainer saves a checkpoint "
                 "first (a few seconds), then the app closes.",

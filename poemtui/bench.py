@@ -26,7 +26,7 @@ from pathlib import Path
 
 from core.runs.metrics import read_events
 from poemtui.app import PoemApp
-from poemtui.train_options import preset_values, train_options
+from poemtui.state.train_options import preset_values, train_options
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 27  # three epochs of the quick preset (with their three evaluations)
@@ -41,7 +41,7 @@ def done_event(run_dir: Path) -> dict:
     return next(e for e in read_events(run_dir) if e["event"] == "done")
 
 
-def run_cli(run_dir: Path) -> tuple[dict, float, None, list[float]]:
+def run_cli(run_dir: Path, steps: int = STEPS) -> tuple[dict, float, None, list[float]]:
     before = children_cpu_s()
     subprocess.run(
         [
@@ -51,7 +51,7 @@ def run_cli(run_dir: Path) -> tuple[dict, float, None, list[float]]:
             "--preset",
             "quick",
             "--max-steps",
-            str(STEPS),
+            str(steps),
             "--run-dir",
             str(run_dir),
             "--quiet",
@@ -64,7 +64,7 @@ def run_cli(run_dir: Path) -> tuple[dict, float, None, list[float]]:
     return done_event(run_dir), children_cpu_s() - before, None, []
 
 
-def run_tui(root: Path) -> tuple[dict, float, float, list[float]]:
+def run_tui(root: Path, steps: int = STEPS) -> tuple[dict, float, float, list[float]]:
     ui_share, lags = [], []
 
     async def drive() -> None:
@@ -72,10 +72,10 @@ def run_tui(root: Path) -> tuple[dict, float, float, list[float]]:
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.pause()
             app.start_training(
-                {**train_options(preset_values("quick"), preset="quick"), "max_steps": STEPS}, run_name="tui"
+                {**train_options(preset_values("quick"), preset="quick"), "max_steps": steps}, run_name="tui"
             )
             state = app.run_state
-            while state.step < 1:
+            while state.step < 1 and state.exit_code is None:
                 await pilot.pause(0.1)
             cpu0, wall0 = time.process_time(), time.monotonic()
             while state.exit_code is None:
@@ -96,18 +96,22 @@ def run_tui(root: Path) -> tuple[dict, float, float, list[float]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m poemtui.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="CLI/TUI pairs, interleaved (default: 2)")
+    parser.add_argument(
+        "--steps", type=int, default=STEPS, help=f"training steps per run (default: {STEPS}, three epochs)"
+    )
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.steps < 1:
+        parser.error("--rounds and --steps take a whole number >= 1")
     with tempfile.TemporaryDirectory(prefix="poemtui-bench-") as tmp:
-        return report(Path(tmp), args.rounds)
+        return report(Path(tmp), args.rounds, args.steps)
 
 
-def report(tmp_path: Path, rounds: int) -> int:
+def report(tmp_path: Path, rounds: int, steps: int = STEPS) -> int:
     rows, lags = [], []
     for i in range(rounds):  # interleaved, so drifts of the machine's load hit both alike
         for kind in ("cli", "tui"):
-            done, cpu, ui, lag = (
-                run_cli(tmp_path / f"cli{i}") if kind == "cli" else run_tui(tmp_path / f"tui{i}")
-            )
+            run = run_cli if kind == "cli" else run_tui
+            done, cpu, ui, lag = run(tmp_path / f"{kind}{i}", steps)
             lags += lag
             rows.append((kind, done["tokens_seen"] / done["elapsed_s"], cpu / done["tokens_seen"] * 1000, ui))
     wall = {k: statistics.mean(r[1] for r in rows if r[0] == k) for k in ("cli", "tui")}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from textual.dom import DOMNode
+if TYPE_CHECKING:  # only its set_timer is used: importing this module does not load textual
+    from textual.dom import DOMNode
 
 
 class Throttle:

@@ -5,7 +5,7 @@ import torch
 
 import core.lstm.dropout
 from core.lstm import native
-from core.lstm.dropout import Dropout, dropout
+from core.lstm.dropout import dropout
 
 M32 = 0xFFFFFFFF
 
@@ -102,10 +102,19 @@ def test_without_the_kernel_torch_draws_the_same_units_for_every_layout(monkeypa
     assert torch.equal(dropout(x[rows], 0.5, rows=rows, logical_rows=10), full[rows])
 
 
-def test_the_module_is_what_the_model_uses():
+def test_the_model_drops_with_these_masks_in_training_only():
+    """PoetryLM's dropout (embedding output, between layers, before the head) is this module's: the same
+    seed gives the same logits in training, eval mode gives the same logits whatever the seed."""
     from core.model import ModelConfig, PoetryLM
 
     model = PoetryLM(ModelConfig(vocab_size=20, embed_size=8, hidden_size=8, dropout=0.3))
-    assert isinstance(model.drop, Dropout) and repr(model.drop) == "Dropout(p=0.3)"
-    x = torch.ones(4, 4)
-    assert model.drop.eval()(x) is x
+    ids = torch.randint(4, 20, (3, 6))
+    outs = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        outs.append(model.train()(ids)[0])
+    assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
+    torch.manual_seed(1)
+    a = model.eval()(ids)[0]
+    torch.manual_seed(2)
+    assert torch.equal(a, model(ids)[0])

@@ -23,8 +23,8 @@ from core.training.settings import TrainConfig
 from core.training.trainer import Trainer
 from poemtui.app import PoemApp
 from poemtui.screens.generate import GenerateScreen
-from poemtui.tones import tone_view
-from poemtui.training import RunState
+from poemtui.state.tones import tone_view
+from poemtui.state.training import RunState
 from poemtui.widgets.poem_block import PoemBlock
 
 SIZE = (100, 30)

@@ -69,7 +69,8 @@ def terminal():
 
 def test_first_run_train_stop_browse_write_in_a_real_terminal(terminal, tmp_path):
     root = tmp_path / "checkpoints"
-    env = f"PYTHONPATH={REPO} TERM=xterm-256color COLORTERM=truecolor"
+    # (one OpenMP thread for the training child: two spinning threads crawl on a busy 2-core machine)
+    env = f"PYTHONPATH={REPO} TERM=xterm-256color COLORTERM=truecolor OMP_NUM_THREADS=1"
     terminal.start(f"cd {REPO} && env {env} {sys.executable} -m poemtui --checkpoints {root}", size=(100, 30))
 
     terminal.wait_for("Welcome to poemtui", timeout=90)

@@ -13,14 +13,18 @@ from core.bench.timing import CLOCKS, measure
 from core.cli import ArgumentParser, print_json, run
 from core.errors import PoemError
 from core.model import resolve_precision
+from core.options import add_option
 from core.training.memory import keep_freed_memory
 
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m core.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", choices=[*GROUPS, "poem-1layer"], default="all", help="which configurations")
-    p.add_argument("--repeats", type=int, default=None, help="timed units per side and measure (median; 10)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    add_option(
+        p, "repeats", int, None, "timed units per side and measure (median)", low=1, high=10_000,
+        none="10; 3 with --quick",
+    )  # fmt: skip
+    add_option(p, "threads", int, None, "torch threads", low=1, high=1024, none="torch's choice")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--quick", action="store_true", help="tiny sizes (tests)")
     p.add_argument(
@@ -44,8 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.repeats is None:
         args.repeats = 3 if args.quick else 10
-    if args.repeats < 1:
-        raise PoemError("--repeats must be at least 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise PoemError("--device cuda: no CUDA device is available")
     if args.precision == "bf16" and resolve_precision("auto", torch.device(args.device)) != "bf16":

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from core.cli import ArgumentParser, print_json, run
 from core.corpus.load import FORMS
+from core.options import add_option
 
 
 def build_parser() -> ArgumentParser:
@@ -23,7 +24,7 @@ def build_parser() -> ArgumentParser:
     fetch.add_argument("--force", action="store_true", help="fetch again even when the corpus is complete")
 
     stats = commands.add_parser("stats", help="poems, characters, vocabulary, splits, OOV and padding")
-    stats.add_argument("--corpus", required=True, help="tang300, quantangshi, or a path to a poem file")
+    add_option(stats, "corpus", str, None, "tang300, quantangshi, or a path to a poem file", required=True)
     stats.add_argument("--script", choices=("simplified", "traditional"), default="simplified")
     stats.add_argument("--forms", choices=FORMS, help="default: regular for quantangshi, else all")
     stats.add_argument(
@@ -31,8 +32,8 @@ def build_parser() -> ArgumentParser:
         choices=FORMS,
         help="all: the train split also holds the poems --forms regular leaves out (dev and test stay)",
     )
-    stats.add_argument("--min-freq", type=int, default=1, help="vocabulary: keep characters seen this often")
-    stats.add_argument("--batch-size", type=int, default=64, help="for the padding fraction of poem batches")
+    add_option(stats, "min_freq", int, 1, "vocabulary: keep characters seen this often", low=1)
+    add_option(stats, "batch_size", int, 64, "for the padding fraction of poem batches", low=1)
     stats.add_argument("--no-cache", action="store_true", help="process the sources even if a cache is valid")
     stats.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return parser
@@ -48,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from core.corpus.load import load_corpus
     from core.corpus.stats import corpus_stats
-    from core.errors import CorpusError
 
-    if args.min_freq < 1 or args.batch_size < 1:
-        raise CorpusError("--min-freq and --batch-size must be at least 1")
     corpus = load_corpus(
         args.corpus,
         script=args.script,
@@ -78,6 +76,14 @@ def print_human(s: dict) -> None:
         f"dev OOV {s['dev_oov_rate']:.2%}",
         f"padding      {s['padding_fraction']:.2%} of poem batches of {s['batch_size']}",
         "dropped      " + (", ".join(f"{r} {n:,}" for r, n in s["dropped"].items()) or "none"),
+        *(
+            [
+                f"split        {cut['poems']:,} poems over {cut['limit']:,} characters into "
+                f"{cut['pieces']:,} pieces"
+            ]
+            if (cut := s.get("split_long"))
+            else []
+        ),
         "lengths      " + ", ".join(f"{k}: {v:,}" for k, v in s["length_histogram"].items()),
         f"split seed   {s['split_seed']}, fingerprint {s['fingerprint'][:16]}, "
         f"loaded in {s['load_seconds']:.2f} s (cache {s['cache']})",

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from core.errors import CorpusError
+from core.paths import kind_of, open_input, why
 
 PACKAGE = "chinese-poetry"
 VERSION = "2.0.1"
@@ -100,9 +102,12 @@ def missing_or_truncated(pkg: Path) -> str | None:
 def integrity_of(path: Path) -> str:
     """npm's integrity string (Subresource Integrity form) of a file."""
     digest = hashlib.sha512()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    with open_input(path, "package file", CorpusError) as f:
+        try:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        except OSError as exc:
+            raise CorpusError(f"{path}: cannot read ({why(exc)})") from None
     return "sha512-" + base64.b64encode(digest.digest()).decode("ascii")
 
 
@@ -110,6 +115,8 @@ def fetch(
     source: Path | None = None, *, force: bool = False, data: Path | None = None, log: Log = _stderr
 ) -> Path:
     """Put the corpus under data/ (see the module docstring); return data/chinese-poetry-2.0.1."""
+    if source is not None:
+        _source_kind(source)  # a FIFO, a device, a loop or a missing path: one line, before anything else
     data = data or data_dir()
     pkg = data / PACKAGE_DIRNAME
     if (pkg / MARKER).is_file() and not force:
@@ -126,7 +133,7 @@ def fetch(
     try:
         if source is None:
             origin, integrity = _from_npm(data, staging, log), INTEGRITY
-        elif source.is_file():
+        elif _source_kind(source) == "file":
             origin, integrity = _from_tarball(source, staging, log), INTEGRITY
         else:
             origin, integrity = _from_directory(source, staging), None
@@ -139,6 +146,21 @@ def fetch(
     _write_atomic(pkg / MARKER, json.dumps(marker, ensure_ascii=False, indent=1))
     log(f"corpus ready in {pkg}: {len(files)} files from {origin} ({time.monotonic() - start:.1f} s)")
     return pkg
+
+
+def _source_kind(source: Path) -> str:
+    """ "file" (a .tgz) or "folder"; anything else is refused in one line (a FIFO would block a reader)."""
+    try:
+        mode = os.stat(source).st_mode
+    except OSError as exc:
+        raise CorpusError(f"--source {source}: {why(exc)}") from None
+    except ValueError:
+        raise CorpusError(f"--source {source!r}: not a valid path") from None
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISREG(mode):
+        return "file"
+    raise CorpusError(f"--source {source}: {kind_of(mode)}, not a folder or a .tgz")
 
 
 def _from_npm(data: Path, staging: Path, log: Log) -> str:
@@ -189,7 +211,8 @@ def _from_tarball(tarball: Path, staging: Path, log: Log) -> str:
 def _extract(tarball: Path, staging: Path) -> None:
     """Copy out only the wanted regular files; names are matched, never trusted as paths."""
     try:
-        with tarfile.open(tarball, "r:gz") as tar:
+        raw = open_input(tarball, "package", CorpusError)
+        with raw, tarfile.open(fileobj=raw, mode="r:gz") as tar:
             for member in tar:
                 rel = member.name.removeprefix("package/")
                 if member.isfile() and _WANTED.fullmatch(rel):
@@ -203,15 +226,18 @@ def _extract(tarball: Path, staging: Path) -> None:
 
 def _source_files(source: Path) -> Iterator[tuple[Path, str]]:
     """(file, path inside our layout) for an unpacked npm package or a checkout of the repository."""
-    npm_roots = [root for root in (source, source / "package") if (root / "dist" / "quantangshi").is_dir()]
+    npm_roots = [
+        root for root in (source, source / "package") if os.path.isdir(root / "dist" / "quantangshi")
+    ]
     if npm_roots:
         folders = {folder: folder for folder in NPM_COUNTS}  # the same layout as ours
         root = npm_roots[0]
-    elif (source / "全唐诗").is_dir():
+    elif os.path.isdir(source / "全唐诗"):
         folders, root = _REPO_LAYOUT, source
     else:
         raise CorpusError(
-            f"{source}: neither a chinese-poetry checkout (全唐诗/, 蒙学/) nor an unpacked npm package"
+            f"--source {source}: neither a chinese-poetry checkout (全唐诗/, 蒙学/) nor an unpacked npm "
+            "package"
         )
     for folder, target in folders.items():
         for path in sorted((root / folder).glob("*.json")):
@@ -221,12 +247,16 @@ def _source_files(source: Path) -> Iterator[tuple[Path, str]]:
 
 
 def _from_directory(source: Path, staging: Path) -> str:
-    if not source.is_dir():
+    if not os.path.isdir(source):
         raise CorpusError(f"{source}: no such file or directory")
     for path, rel in _source_files(source):
         target = staging / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
+        with open_input(path, "corpus file", CorpusError) as src, open(target, "wb") as dst:
+            try:
+                shutil.copyfileobj(src, dst)  # a FIFO or a device among the files: refused, never read
+            except OSError as exc:
+                raise CorpusError(f"{path}: cannot copy ({why(exc)})") from None
     return str(source.resolve())
 
 

@@ -21,3 +21,32 @@ def split_lines(text: str, *, keep_marks: bool = False) -> list[str]:
         else:
             current += ch
     return lines + ([current] if current else [])
+
+
+def split_long(text: str, limit: int) -> list[str]:
+    """A text of more than `limit` characters as pieces of at most `limit`, cut between lines, after a
+    mark that may end a poem (。？！) where there is one; a single line longer than `limit` is cut inside
+    and each part closed with 。. A text within the limit comes back whole."""
+    if len(text) <= limit:
+        return [text]
+    pieces: list[str] = []
+    current: list[str] = []  # lines with their marks
+    size = 0
+    for line in split_lines(text, keep_marks=True):
+        while len(line) > limit:  # one line too long for any piece: cut inside it
+            if current:
+                pieces.append("".join(current))
+                current, size = [], 0
+            pieces.append(line[: limit - 1] + "。")
+            line = line[limit - 1 :]
+        if size + len(line) > limit:
+            ends = [i for i, part in enumerate(current) if part[-1:] in FINAL_ENDS]
+            cut = ends[-1] + 1 if ends else len(current)
+            pieces.append("".join(current[:cut]))
+            current = current[cut:]
+            size = sum(map(len, current))
+        current.append(line)
+        size += len(line)
+    if current:
+        pieces.append("".join(current))
+    return [p for p in pieces if p]

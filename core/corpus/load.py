@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from core.corpus import cache
 from core.corpus.clean import DROP_REASONS, clean_source_text, drop_reason, is_regular, to_simplified
+from core.corpus.lines import split_long
 from core.corpus.sources import (
     corpus_files,
     parse_package_files,
@@ -38,6 +40,10 @@ NAMED = ("tang300", "quantangshi")
 SCRIPTS = ("simplified", "traditional")
 FORMS = ("regular", "all")
 DEFAULT_FORMS = {"quantangshi": "regular"}  # everything else: "all"
+# A user's poem longer than this is cut into pieces of at most this many characters, between lines (after
+# 。？！ where possible): one poem is one training sequence, and a 1 MB line made one batch need 22 GB.
+# 唐诗三百首's longest poem has 960 characters; 26 poems of 全唐诗 (all forms) are longer, up to 2,980.
+MAX_USER_POEM_CHARS = 1024
 
 
 @dataclass
@@ -48,6 +54,7 @@ class Corpus:
     split_seed: int
     options: dict  # {"script": ..., "forms": ...}
     dropped: dict[str, int]  # reason (clean.DROP_REASONS) -> poems dropped
+    split_long: dict[str, int] = field(default_factory=dict)  # {"poems", "pieces"}: user poems cut to size
     source_poems: int = 0  # poems in the source files, before anything was dropped
     load_seconds: float = 0.0
     cache: str = "off"  # "hit", "miss" (built and saved) or "off"
@@ -155,30 +162,40 @@ def _load_named(name: str, options: dict, use_cache: bool) -> Corpus:
 
 def _load_user_file(name: str, options: dict) -> Corpus:
     path = Path(name).expanduser()
-    if not path.exists() and path.suffix == "" and "/" not in name:
+    if not os.path.lexists(path) and path.suffix == "" and "/" not in name:
         raise CorpusError(f"unknown corpus {name!r}: use {' or '.join(NAMED)}, or a path to a poem file")
+    data = read_bytes(path)  # a FIFO, a device, a folder or a symlink loop: one line, nothing read
     path = path.resolve()
-    data = read_bytes(path)
     corpus = _build(
-        str(path), parse_user_file(path, data), options, cache.fingerprint([(path, data)], options)
+        str(path),
+        parse_user_file(path, data),
+        options,
+        cache.fingerprint([(path, data)], options),
+        max_chars=MAX_USER_POEM_CHARS,
     )
     corpus.files = [str(path)]
     return corpus
 
 
-def _build(name: str, raw: list[list[str]], options: dict, fp: str) -> Corpus:
-    """Clean, drop, convert, filter forms, de-duplicate, split."""
+def _build(name: str, raw: list[list[str]], options: dict, fp: str, max_chars: int | None = None) -> Corpus:
+    """Clean, cut overlong poems (max_chars), drop, convert, filter forms, de-duplicate, split."""
     dropped: Counter[str] = Counter()
     kept: list[str] = []
     keys: list[str] = []  # the raw source text: splits stay put when the cleaning rules change
+    cut = Counter()
     for paragraphs in raw:
         text = clean_source_text(paragraphs)
-        reason = drop_reason(text)
-        if reason:
-            dropped[reason] += 1
-        else:
-            kept.append(text)
-            keys.append("".join(paragraphs))
+        pieces = split_long(text, max_chars) if max_chars else [text]
+        if len(pieces) > 1:
+            cut["poems"] += 1
+            cut["pieces"] += len(pieces)
+        for i, piece in enumerate(pieces):
+            reason = drop_reason(piece)
+            if reason:
+                dropped[reason] += 1
+            else:
+                kept.append(piece)
+                keys.append("".join(paragraphs) + (f"\n{i}" if i else ""))
     final = to_simplified(kept) if options["script"] == "simplified" else kept
     texts, text_keys, seen = [], [], set()
     for key, text in zip(keys, final, strict=True):
@@ -202,6 +219,7 @@ def _build(name: str, raw: list[list[str]], options: dict, fp: str) -> Corpus:
         options=options,
         dropped=ordered(dropped),
         source_poems=len(raw),
+        split_long=dict(cut),
     )
 
 

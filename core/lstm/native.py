@@ -34,15 +34,17 @@ LDFLAGS = ["-fopenmp"]
 
 
 def build_name() -> str:
-    """One build per kind of CPU: -march=native code from one machine may not run on another that shares
-    the cache (a home directory on NFS), so the name carries a digest of the CPU's model and flags."""
-    cpu = platform.machine()
+    """One build per kind of CPU and per checkout: -march=native code from one machine may not run on
+    another that shares the cache (a home directory on NFS), and two checkouts of poemtui on one machine
+    (their sources at different paths) would otherwise rebuild each other's library at every start. The
+    name carries a digest of the CPU's model and flags and of the sources' folder."""
+    key = platform.machine() + str(SOURCES[0].parent.resolve())
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu += "".join(sorted({line for line in f if line.startswith(("model name", "flags"))}))
+            key += "".join(sorted({line for line in f if line.startswith(("model name", "flags"))}))
     except OSError:
-        cpu += platform.processor()
-    return f"{OPS}_{hashlib.sha256(cpu.encode()).hexdigest()[:10]}"
+        key += platform.processor()
+    return f"{OPS}_{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
 @functools.cache

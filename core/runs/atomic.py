@@ -70,10 +70,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except BaseException as exc:  # a full disk, or Ctrl-C with the default handler: no temp file left
         _unlink_quietly(tmp)
-        if isinstance(exc, OSError):
-            raise CheckpointError(
-                f"could not write {path}: {exc.strerror or exc}; the previous checkpoints are intact"
-            ) from exc
+        if isinstance(exc, OSError):  # what was there before is untouched; the caller says what that is
+            raise CheckpointError(f"could not write {path}: {exc.strerror or exc}") from exc
         raise
     _fsync_dir(path.parent)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 import struct
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from core.errors import CheckpointError
-from core.runs.atomic import atomic_write_bytes, clean_stale_temps
+from core.paths import open_input
+from core.runs.atomic import atomic_write_bytes, clean_stale_temps, is_temp
 from core.runs.state_json import dumps, from_json, unflatten_optimizer
 from core.runs.validate import check_layout, check_meta, check_tensors, short
 from core.runs.versions import library_versions, require_torch
@@ -104,7 +104,7 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict) ->
         check_meta(cpu_meta, path.name)
         check_tensors(cpu_meta, tensors, path.name)
     except CheckpointError as exc:
-        raise CheckpointError(f"not saved: {exc}; the previous checkpoints are intact") from exc
+        raise CheckpointError(f"not saved: {exc}; {_earlier(path)}") from exc
     data = encode_checkpoint(tensors, meta)
     if len(data) > max_file_bytes():
         raise CheckpointError(
@@ -112,8 +112,22 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict) ->
             "loading enforces (raise POEMTUI_MAX_CHECKPOINT_BYTES)"
         )
     clean_stale_temps(path.parent)
-    atomic_write_bytes(path, data)
+    try:
+        atomic_write_bytes(path, data)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; {_earlier(path)}") from exc
     return len(data)
+
+
+def _earlier(path: Path) -> str:
+    """What a failed save left, said only when true: earlier checkpoints, untouched (writes are atomic)."""
+    try:
+        earlier = [n for n in os.listdir(path.parent) if n.endswith(EXT) and not is_temp(n)]
+    except OSError:
+        earlier = []
+    if earlier:
+        return "the previous checkpoints are intact"
+    return "no checkpoint was saved before this one"
 
 
 # --- reading ---------------------------------------------------------------------------------------------
@@ -183,23 +197,10 @@ def _sniff(head: bytes, name: str) -> None:
 
 
 def _open_regular(path: Path):
-    """Open for reading; refuse anything but a regular file before reading (a FIFO would block)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"no such checkpoint: {path}") from exc
-    except IsADirectoryError as exc:
-        raise CheckpointError(f"{path} is a folder, not a checkpoint") from exc
-    except PermissionError as exc:
-        raise CheckpointError(f"cannot read {path}: permission denied") from exc
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        what = "a folder, not a checkpoint" if stat.S_ISDIR(mode) else "not a regular file"
-        raise CheckpointError(f"{path} is {what}")
-    return os.fdopen(fd, "rb")
+    """Open for reading; refuse anything but a regular file before reading (core.paths.open_input)."""
+    if not os.path.lexists(path):
+        raise CheckpointError(f"no such checkpoint: {path}")
+    return open_input(path, "checkpoint", CheckpointError)
 
 
 def _read(path: Path, *, whole: bool) -> tuple[dict, bytes | None]:

@@ -12,11 +12,18 @@ checkpoint through it, and the workbench lists runs with it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import math
+import os
 import re
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import PoemError
+from core.paths import why
 from core.runs.atomic import atomic_link, is_temp
 from core.runs.checkpoint import EXT
 from core.runs.metrics import read_events, trim_metrics
@@ -24,6 +31,7 @@ from core.runs.metrics import read_events, trim_metrics
 BEST, LAST = "best", "last"
 POINTERS = (BEST, LAST)
 METRICS = "metrics.jsonl"
+LOCK = ".lock"
 MAX_PPL_IN_NAME = 1e6  # above this (a diverged run) the name says "inf": names stay short
 _NAME = re.compile(r"^rnn_(\d+)_(\d+)_([0-9.]+|inf|nan)_([A-Za-z0-9]+)" + re.escape(EXT) + "$")
 
@@ -78,7 +86,7 @@ def list_checkpoints(folder: Path) -> list[Path]:
 def resolve_checkpoint(path: Path) -> Path:
     """A run folder stands for its best checkpoint (or, before any best, its last one)."""
     path = Path(path)
-    if path.is_dir():
+    if os.path.isdir(path):  # False, not an OSError, for a name too long or a path through a file
         for name in POINTERS:
             if (path / f"{name}{EXT}").exists():
                 return path / f"{name}{EXT}"
@@ -90,9 +98,68 @@ class RunFolder:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._lock: int | None = None  # the file descriptor holding the flock, while we are the writer
+        self._finalizer = None
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
+
+    # --- one writer ----------------------------------------------------------------------------------
+
+    def holds_run(self) -> str:
+        """What makes this folder a run's ("metrics.jsonl, 3 checkpoints"), or "" when nothing does."""
+        found = []
+        try:
+            if os.path.isfile(self.metrics_path) and self.metrics_path.stat().st_size > 0:
+                found.append(METRICS)
+        except OSError:
+            pass
+        n = len(self.checkpoints()) or len(list_checkpoints(self.path))
+        if n:
+            found.append(f"{n} checkpoint{'s' if n > 1 else ''}")
+        return ", ".join(found)
+
+    def claim(self, flag: str = "--run-dir") -> None:
+        """Become the folder's one writer: an exclusive flock on <run>/.lock, held until release() or the
+        process's end (the kernel drops it when the process dies, however it dies: no stale lock). A
+        folder another process writes to is refused in one line naming that process."""
+        if self._lock is not None:
+            return
+        lock = self.path / LOCK
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise PoemError(f"{flag} {self.path}: cannot write there ({why(exc)})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            who = f"another training (pid {holder})" if holder else "another training"
+            raise PoemError(
+                f"{flag} {self.path} is in use: {who} writes to it; wait for it to end, or choose another "
+                f"{flag}"
+            ) from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                os.close(fd)
+                raise PoemError(f"{flag} {self.path}: cannot lock {LOCK} ({why(exc)})") from None
+            # a file system without locks (some network mounts): one writer is then up to the user
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock = fd
+        self._finalizer = weakref.finalize(self, _close_quietly, fd)
+
+    def release(self) -> None:
+        """Stop being the writer (the lock goes; the file stays, empty of meaning)."""
+        if self._finalizer is not None:
+            self._finalizer()  # closes the descriptor: the flock goes with it
+        self._lock = self._finalizer = None
+
+    @property
+    def claimed(self) -> bool:
+        return self._lock is not None
 
     # --- checkpoints and pointers --------------------------------------------------------------------
 
@@ -132,3 +199,16 @@ class RunFolder:
     def trim_events(self, step: int) -> None:
         """Forget the events after `step` (a resume from a checkpoint at `step` logs them again)."""
         trim_metrics(self.metrics_path, step)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)

@@ -6,15 +6,20 @@ kill is skipped when reading and dropped when trimming.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 
 def read_events(run_dir: Path) -> list[dict]:
     """metrics.jsonl's events; a line cut short by a kill is skipped."""
+    from core.errors import PoemError
+    from core.paths import open_input
+
     events = []
     try:
-        with open(Path(run_dir) / "metrics.jsonl", encoding="utf-8", errors="replace") as fh:
+        with open_input(Path(run_dir) / "metrics.jsonl", "log") as raw:
+            fh = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
             for line in fh:
                 try:
                     event = json.loads(line)
@@ -22,7 +27,7 @@ def read_events(run_dir: Path) -> list[dict]:
                     continue
                 if isinstance(event, dict) and "event" in event:
                     events.append(event)
-    except OSError:
+    except (OSError, PoemError):
         return []
     return events
 
@@ -35,7 +40,10 @@ def trim_metrics(path: Path, step: int) -> None:
     """
     if not path.exists():
         return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    from core.paths import read_input
+
+    data = read_input(path, "log")  # a FIFO or a device of that name: one line, never a blocked resume
+    lines = data.decode("utf-8", errors="replace").splitlines(keepends=True)
     kept = []
     for line in lines:
         if not line.endswith("\n"):

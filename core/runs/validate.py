@@ -231,7 +231,7 @@ def _finite(t: torch.Tensor) -> bool:
 
 def check_tensors(meta: dict, tensors: dict[str, torch.Tensor], name: str) -> None:
     cfg = _model_config(meta, name)
-    expected = cfg.parameter_shapes()
+    expected = {**cfg.parameter_shapes(), **cfg.buffer_shapes()}
     rows = tensors.get("model.embedding.weight")
     if rows is not None and rows.dim() == 2 and rows.shape[0] != cfg.vocab_size:
         raise CheckpointError(
@@ -248,7 +248,7 @@ def check_tensors(meta: dict, tensors: dict[str, torch.Tensor], name: str) -> No
             )
         if t.dtype not in FLOAT_DTYPES:
             raise CheckpointError(f"{name}: {key} is {t.dtype}, not a float tensor")
-    order = list(expected.values())
+    order = list(cfg.parameter_shapes().values())  # the optimizer numbers the parameters alone
     _check_optimizer_keys(meta, tensors, name)
     for key, t in tensors.items():
         if key.startswith("model.") and key[len("model.") :] not in expected:

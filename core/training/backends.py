@@ -62,13 +62,14 @@ class TorchBackend:
         clip: float,
         device: torch.device,
         precision: str = "fp32",
+        vocab=None,
     ):
         self.device = device
         self.clip = clip
         # autocast: every matmul (output layer and LSTM) in bfloat16, the rest float32
         self.precision = precision
         self.bf16 = precision == "bf16"
-        self.model = PoetryLM(mcfg).to(device)
+        self.model = PoetryLM(mcfg, vocab=vocab).to(device)
         self.optimizer = make_torch_optimizer(optimizer, self.model.parameters(), lr, momentum, weight_decay)
         self.net = self.model  # what the forward pass calls: the model, or its DDP wrapper
         if dist.world_size() > 1:

@@ -6,50 +6,119 @@ rich is imported only when a terminal display is made (core's library modules ne
 
 from __future__ import annotations
 
-import json
-import math
+import contextlib
+import errno
+import os
+import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from core.cli import json_line
+from core.errors import PoemError
+from core.paths import kind_of, why
 
 
 class Output:
-    """Renders events: metrics.jsonl always; JSON lines, a rich live display, or plain rows."""
+    """Renders events: metrics.jsonl always; JSON lines, a rich live display, or plain rows.
 
-    def __init__(self, run_dir: Path, events_jsonl: bool, quiet: bool):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+    A reader that goes away (the workbench dies and its end of the events pipe closes; `| head`; a closed
+    terminal) must not end the run unsaved: the first write that fails with a broken pipe stops all
+    console output, logs an `error` event to metrics.jsonl, says so on stderr if stderr is still there,
+    and calls `on_reader_gone` (core.train asks the trainer to stop: it evaluates, saves, exits 141)."""
+
+    def __init__(
+        self, run_dir: Path, events_jsonl: bool, quiet: bool, on_reader_gone: Callable[[], None] | None = None
+    ):
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.metrics = open_log(self.metrics_path)
         self.events_jsonl = events_jsonl
         self.quiet = quiet
+        self.on_reader_gone = on_reader_gone
+        self.reader_gone = ""  # which stream's reader left ("stdout" / "stderr"), once one has
+        self.metrics_failed = False
         self.live = None
         if not events_jsonl and not quiet and sys.stdout.isatty():
             self.live = LiveDisplay()
 
     def __call__(self, event: dict) -> None:
-        line = json.dumps(_json_safe(event), ensure_ascii=False, allow_nan=False, default=_json_default)
-        self.metrics.write(line + "\n")
-        self.metrics.flush()  # the workbench plots a live run from this file
+        line = json_line(event)  # NaN and Infinity (a diverged loss) as null, at any depth
+        self._log(line)
+        if self.reader_gone:
+            return
         if self.events_jsonl:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+            self._write(sys.stdout, line + "\n")
         elif self.live is not None:
-            self.live.update(event)
+            try:
+                self.live.update(event)
+            except OSError as exc:
+                self._console_failed(exc, "stdout")
         elif not self.quiet and event["event"] != "batch":
-            sys.stderr.write(plain_row(event) + "\n")
-            sys.stderr.flush()
+            self._write(sys.stderr, plain_row(event) + "\n")
+
+    def _log(self, line: str) -> None:
+        if self.metrics_failed:
+            return
+        try:
+            self.metrics.write(line + "\n")
+            self.metrics.flush()  # the workbench plots a live run from this file
+        except OSError as exc:
+            self.metrics_failed = True  # said once; the trainer's error event is not logged again
+            raise PoemError(f"could not write {self.metrics_path}: {why(exc)}") from None
+
+    def _write(self, stream, text: str) -> None:
+        try:
+            stream.write(text)
+            stream.flush()
+        except OSError as exc:
+            self._console_failed(exc, "stdout" if stream is sys.stdout else "stderr")
+
+    def _console_failed(self, exc: OSError, name: str) -> None:
+        if exc.errno not in (errno.EPIPE, errno.EIO, errno.ECONNRESET):
+            raise exc
+        self.reader_gone = name
+        # later writes (and the interpreter's last flush at exit) must not fail again: the stream goes to
+        # /dev/null, whatever it still buffers with it
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, (sys.stdout if name == "stdout" else sys.stderr).fileno())
+            os.close(devnull)
+        message = (
+            f"the reader of {name} went away ({why(exc)}): stopping; the run evaluates, saves a checkpoint "
+            "and exits 141"
+        )
+        with contextlib.suppress(PoemError):
+            self._log(json_line({"event": "error", "message": message, "reader_gone": name}))
+        if name == "stdout":
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"error: {message}\n")
+                sys.stderr.flush()
+        if self.on_reader_gone is not None:
+            self.on_reader_gone()
 
     def close(self) -> None:
         if self.live is not None:
-            self.live.stop()
-        self.metrics.close()
+            with contextlib.suppress(OSError):
+                self.live.stop()
+        with contextlib.suppress(OSError):
+            self.metrics.close()
 
 
-def _json_safe(event: dict) -> dict:
-    """JSON has no NaN or Infinity: a diverged loss or perplexity is written as null."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in event.items()}
-
-
-def _json_default(obj):
-    return str(obj)
+def open_log(path: Path):
+    """metrics.jsonl opened for appending, or PoemError in one line: it must be a regular file (a FIFO
+    of that name would block the run until someone reads it; O_NONBLOCK makes the open fail instead)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        raise PoemError(f"cannot write {path}: {why(exc)}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise PoemError(f"{path}: {kind_of(mode)}, not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 def plain_row(e: dict) -> str:

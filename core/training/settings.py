@@ -16,7 +16,7 @@ from pathlib import Path
 from core.corpus.buckets import SEQ_MODES
 from core.corpus.load import FORMS
 from core.model_config import ModelConfig
-from core.options import Options, option, same_as
+from core.options import Options, device_problem, option, same_as
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw")
 MODEL_FIELDS = tuple(name for name in ModelConfig.specs() if name != "vocab_size")
@@ -35,12 +35,7 @@ DEFAULT_LR = {
 
 
 def _device_problem(name: str) -> str | None:
-    if name in ("auto", "cpu", "cuda"):
-        return None
-    index = name.removeprefix("cuda:")
-    return (
-        None if name.startswith("cuda:") and index.isdigit() else f"choose auto, cpu or cuda (got {name!r})"
-    )
+    return device_problem(name, auto=True)
 
 
 @dataclass
@@ -86,6 +81,11 @@ class TrainConfig(Options):
     tie_weights: bool = same_as(ModelConfig, "tie_weights")
     init: str = same_as(ModelConfig, "init")
     lstm_impl: str = same_as(ModelConfig, "lstm_impl")
+    locked_dropout: bool = same_as(ModelConfig, "locked_dropout")
+    embed_dropout: float = same_as(ModelConfig, "embed_dropout")
+    weight_drop: float = same_as(ModelConfig, "weight_drop")
+    prosody: bool = same_as(ModelConfig, "prosody")
+    prosody_size: int = same_as(ModelConfig, "prosody_size")
     # optimisation
     optimizer: str = option(
         "adam", "the update rule (docs/REPORT.md compares them)", choices=OPTIMIZERS, label="Optimizer"
@@ -152,6 +152,14 @@ class TrainConfig(Options):
 
     @classmethod
     def combination_problems(cls, values: dict) -> dict[str, str]:
+        if values.get("backend") == "numpy":  # Part 1's NumPy model is the assignment's plain one
+            extras = [
+                k for k in ("prosody", "locked_dropout", "embed_dropout", "weight_drop") if values.get(k)
+            ]
+            if values.get("tie_weights") and values.get("embed_size") != values.get("hidden_size"):
+                extras.append("tie_weights")  # a projected head
+            if extras:
+                return {extras[0]: "the NumPy backend trains the plain model only (use --backend torch)"}
         return ModelConfig.combination_problems(values)
 
     def model_config(self, vocab_size: int) -> ModelConfig:

@@ -12,6 +12,7 @@ step), best dev perplexity and the early-stopping counter (core.training.state).
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -21,12 +22,14 @@ from pathlib import Path
 import torch
 
 from core.corpus import batches_for_mode
-from core.corpus.vocab import UNK
+from core.corpus.vocab import SPECIALS, UNK
 from core.errors import CheckpointError, PoemError
 from core.model import resolve_precision
+from core.paths import prepare_folder
 from core.runs import checkpoint as ck
 from core.runs import validate
 from core.runs.folder import BEST, LAST, RunFolder, checkpoint_name
+from core.training import budget
 from core.training import distributed as dist
 from core.training.backends import NumpyBackend, TorchBackend
 from core.training.perplexity import result_from_sums
@@ -41,13 +44,13 @@ from core.training.state import (
 )
 
 
-def make_backend(cfg: TrainConfig, vocab_size: int, device: torch.device):
+def make_backend(cfg: TrainConfig, vocab, device: torch.device):
     """The model and optimizer these settings describe: autograd through our LSTM, or Part 1's NumPy."""
     lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.optimizer]
-    args = (cfg.model_config(vocab_size), cfg.optimizer, lr, cfg.momentum, cfg.weight_decay, cfg.clip, device)
+    args = (cfg.model_config(len(vocab)), cfg.optimizer, lr, cfg.momentum, cfg.weight_decay, cfg.clip, device)
     if cfg.backend == "numpy":
         return NumpyBackend(*args, seed=cfg.seed)
-    return TorchBackend(*args, precision=resolve_precision(cfg.precision, device))
+    return TorchBackend(*args, precision=resolve_precision(cfg.precision, device), vocab=vocab)
 
 
 class Trainer:
@@ -56,17 +59,19 @@ class Trainer:
     def __init__(
         self,
         cfg: TrainConfig,
-        run_dir: Path,
+        run_dir: Path | RunFolder,
         data: RunData,
         backend,
         *,
         on_event: Callable[[dict], None] | None = None,
         stop: StopRequested | None = None,
+        first_batches: list | None = None,
     ):
-        """Assemble a run from its parts; Trainer.new and Trainer.resume build them."""
+        """Assemble a run from its parts; Trainer.new and Trainer.resume build them (and claim the folder)."""
         self.cfg = cfg
-        self.folder = RunFolder(run_dir)
+        self.folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
         self.run_dir = self.folder.path
+        self._batches: tuple[int, list] | None = (0, first_batches) if first_batches is not None else None
         self.data = data
         self.vocab = data.vocab
         self.backend = backend
@@ -87,11 +92,16 @@ class Trainer:
 
     @classmethod
     def new(cls, cfg: TrainConfig, run_dir: Path, **kwargs) -> Trainer:
-        """A fresh run of these settings (checked here, once, like every way in)."""
+        """A fresh run of these settings (checked here, once, like every way in), in a folder that holds no
+        other run (`--resume` is the only way to continue one)."""
         cfg.check()
+        refuse_other_run(run_dir, None)  # before seconds of corpus loading
         device = start_processes(cfg)
         data = RunData.load(cfg)
-        return cls(cfg, run_dir, data, make_backend(cfg, len(data.vocab), device), **kwargs)
+        check_vocab(cfg, data, cfg.corpus)
+        first = fits_in_memory(cfg, data, device)
+        folder = claim_folder(run_dir, None)
+        return cls(cfg, folder, data, make_backend(cfg, data.vocab, device), first_batches=first, **kwargs)
 
     @classmethod
     def resume(
@@ -106,16 +116,15 @@ class Trainer:
             raise PoemError(f"--resume: {', '.join(fixed)} cannot change; the checkpoint fixes it")
         cfg = TrainConfig.from_dict({**ckpt.meta["train"], **(overrides or {})})
         cfg.check()
+        run_dir = Path(run_dir) if run_dir is not None else Path(checkpoint).parent
+        refuse_other_run(run_dir, Path(checkpoint))
         device = start_processes(cfg)
         data = RunData.load(cfg, vocab=ckpt.vocab)
         data.check_same_corpus(ckpt, cfg.min_freq)
-        trainer = cls(
-            cfg,
-            run_dir or Path(checkpoint).parent,
-            data,
-            make_backend(cfg, len(data.vocab), device),
-            **kwargs,
-        )
+        check_vocab(cfg, data, Path(checkpoint).name)
+        first = fits_in_memory(cfg, data, device)
+        folder = claim_folder(run_dir, Path(checkpoint))
+        trainer = cls(cfg, folder, data, make_backend(cfg, data.vocab, device), first_batches=first, **kwargs)
         trainer._restore(ckpt)
         return trainer
 
@@ -227,22 +236,15 @@ class Trainer:
             self.on_event({"event": event, **fields})
 
     def batches_for(self, epoch: int):
-        c = self.cfg
-        batches = batches_for_mode(
-            self.data.train_ids,
-            c.seq_mode,
-            c.batch_size,
-            c.seq_len,
-            seed=c.seed,
-            epoch=epoch,
-            crops=c.crops_per_batch,
-        )
-        return dist.shard(batches, seed=c.seed, epoch=epoch)
+        """This rank's batches of an epoch (the last epoch's are kept: the loop and the schedule ask)."""
+        if self._batches is None or self._batches[0] != epoch:
+            self._batches = (epoch, epoch_batches(self.cfg, self.data, epoch))
+        return self._batches[1]
 
     def run(self) -> dict:
         """Train until the epochs, the patience, the time or the step budget run out, or a stop is asked."""
-        if dist.is_main():
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        if dist.is_main() and not self.folder.claimed:  # a Trainer assembled by hand: claim it now
+            self.folder = claim_folder(self.run_dir, None)
         p = self.progress
         self._session_start = time.perf_counter()
         c = self.cfg
@@ -257,6 +259,10 @@ class Trainer:
                 self.save(dev, best=self._improves_best(dev))
         except PoemError as exc:
             self.emit("error", message=str(exc), step=p.step)
+            self.folder.release()
+            raise
+        except BaseException:
+            self.folder.release()
             raise
         last = self.folder.pointer(LAST)
         summary = {
@@ -272,6 +278,7 @@ class Trainer:
             "skipped_steps": p.skipped_steps,
         }
         self.emit("done", **summary)
+        self.folder.release()  # done writing: the folder may be resumed (by this process, too)
         return summary
 
     def _should_stop(self, deadline: float) -> str | None:
@@ -312,9 +319,15 @@ class Trainer:
                         skipped_steps=p.skipped_steps,
                     )
                     if bad_in_a_row >= c.max_bad_steps:
+                        last = self.folder.pointer(LAST)
+                        kept = (
+                            f"the last good checkpoint is kept ({last})"
+                            if last.exists()
+                            else ("no checkpoint of this run had been saved yet")
+                        )
                         raise PoemError(
                             f"{bad_in_a_row} non-finite steps in a row: training stopped "
-                            "(lower --lr or raise --clip); the last good checkpoint is kept"
+                            f"(lower --lr or raise --clip); {kept}"
                         )
                     continue
                 bad_in_a_row = 0
@@ -420,6 +433,102 @@ class Trainer:
         if improved or p.evals % c.save_every == 0:
             self.save(dev, best=improved)
         return c.patience > 0 and p.bad_evals >= c.patience
+
+
+# --- what a run needs before its first step ------------------------------------------------------------
+
+
+def epoch_batches(cfg: TrainConfig, data: RunData, epoch: int) -> list:
+    """This rank's batches of one epoch: a function of (seed, epoch) only, so a resumed run gets the same."""
+    batches = batches_for_mode(
+        data.train_ids,
+        cfg.seq_mode,
+        cfg.batch_size,
+        cfg.seq_len,
+        seed=cfg.seed,
+        epoch=epoch,
+        crops=cfg.crops_per_batch,
+    )
+    return dist.shard(batches, seed=cfg.seed, epoch=epoch)
+
+
+def fits_in_memory(cfg: TrainConfig, data: RunData, device: torch.device) -> list:
+    """Refuse, before the model is built, settings whose largest batch would not fit in the memory
+    available (core.training.budget); returns the first epoch's batches, which the estimate read."""
+    first = epoch_batches(cfg, data, 0)
+    shapes = [(b.inputs.shape[0], b.inputs.shape[1], b.tokens) for b in first] or [(1, 2, 1)]
+    eval_shape = budget.largest_scoring_batch([len(p) for p in data.dev_ids], budget.EVAL_BATCH)
+    budget.check_fits(budget.estimate(cfg, len(data.vocab), shapes, eval_shape), cfg.seq_mode, device)
+    return first
+
+
+# the characters a sample poem needs (core.generation.sampler.Sampler refuses a vocabulary without them)
+SAMPLE_NEEDS = "，。"
+
+
+def check_vocab(cfg: TrainConfig, data: RunData, source: str) -> None:
+    """The sample poem written at each evaluation needs "，" and "。": a vocabulary without them is refused
+    before training, not at the first evaluation, naming the cause (the corpus, or --min-freq)."""
+    if len(data.vocab) <= len(SPECIALS):  # the specials only: nothing to learn, and no checkpoint would load
+        raise PoemError(
+            f"{source}: --min-freq {cfg.min_freq} leaves no character in the vocabulary: lower it"
+        )
+    missing = [ch for ch in SAMPLE_NEEDS if ch not in data.vocab.stoi]
+    if not (cfg.sample_on_eval and dist.is_main() and missing):
+        return
+    marks = "".join(f"「{ch}」" for ch in missing)
+    in_train = any(ch in poem for ch in missing for poem in data.corpus.splits["train"])
+    cause = (
+        f"--min-freq {cfg.min_freq} leaves {marks} out of the vocabulary: lower it"
+        if in_train
+        else f"the vocabulary (train split) has no {marks}: train on punctuated poems"
+    )
+    raise PoemError(
+        f"{source}: {cause}, or pass --sample-on-eval false (the sample poem written at each evaluation "
+        "needs them)"
+    )
+
+
+def refuse_other_run(run_dir: Path, resumed: Path | None) -> None:
+    """A new run never adopts a folder that holds another run; a resumed run may continue in its own."""
+    folder = RunFolder(run_dir)
+    if resumed is not None and _same_folder(resumed.parent, run_dir):
+        return
+    what = folder.holds_run() if os.path.isdir(run_dir) else ""
+    if not what:
+        return
+    if resumed is None:
+        raise PoemError(
+            f"--run-dir {run_dir} holds another run ({what}): continue it with --resume "
+            f"{folder.pointer(LAST)}, or choose a new --run-dir"
+        )
+    raise PoemError(
+        f"--run-dir {run_dir} holds another run ({what}); --resume {resumed} continues its own run: leave "
+        "out --run-dir, or choose a new one"
+    )
+
+
+def claim_folder(run_dir: Path, resumed: Path | None) -> RunFolder:
+    """The run folder, created, writable and locked for this process (rank 0 under torchrun: the others
+    write nothing), and then (under the lock) checked again for another run."""
+    folder = RunFolder(run_dir)
+    if not dist.is_main():
+        return folder
+    prepare_folder(run_dir, "--run-dir")
+    folder.claim()
+    try:
+        refuse_other_run(run_dir, resumed)
+    except PoemError:
+        folder.release()
+        raise
+    return folder
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _finite(x: float) -> float | None:

@@ -13,9 +13,9 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from poemtui import catalog
-from poemtui.catalog import CheckpointEntry
-from poemtui.screens.confirm import ConfirmScreen
+from poemtui.dialogs.confirm import ConfirmDialog
+from poemtui.state import catalog
+from poemtui.state.catalog import CheckpointEntry
 from poemtui.throttle import Throttle
 from poemtui.widgets.checkpoint_detail import CheckpointDetail
 from poemtui.widgets.format import number
@@ -66,6 +66,7 @@ class CheckpointsScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self.app.training_signal.subscribe(self, self.training_changed)
         self.query_one("#empty").display = False
         self.sub_title = "sorted by dev perplexity"
         self.rescan()
@@ -74,8 +75,11 @@ class CheckpointsScreen(Screen):
         self.rescan()
 
     def training_changed(self, kind: str) -> None:
-        """A new checkpoint is listed within RESCAN_EVERY_S: a run with short epochs saves several a second,
-        and re-listing (with the selected run's curve) on each would take CPU from the training."""
+        """The run changed (the app's training_signal). A new checkpoint is listed within RESCAN_EVERY_S: a
+        run with short epochs saves several a second, and re-listing (with the selected run's curve) on each
+        would take CPU from the training. Not shown, the screen waits: it re-lists when shown again."""
+        if self not in self.app.screen_stack:
+            return
         if kind == "exit":
             self.rescan()
         elif kind == "checkpoint":
@@ -225,5 +229,5 @@ class CheckpointsScreen(Screen):
                 self.rescan()
 
         self.app.push_screen(
-            ConfirmScreen(f"Delete {entry.path.name}?", body, yes="Delete", no="Keep", danger=True), answer
+            ConfirmDialog(f"Delete {entry.path.name}?", body, yes="Delete", no="Keep", danger=True), answer
         )

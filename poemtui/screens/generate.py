@@ -11,6 +11,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Select, Static
 from textual.worker import get_current_worker
@@ -19,10 +20,10 @@ from core.errors import PoemError
 from core.generation.sampler import Sampler
 from core.generation.settings import SampleSettings
 from core.options import OptionError, brief
-from poemtui import catalog
-from poemtui.messages import PoemsGrew
-from poemtui.screens.save_poems import SavePoemsScreen
-from poemtui.tones import ToneView, tone_view
+from poemtui.dialogs.save_poems import SavePoemsDialog
+from poemtui.state import catalog
+from poemtui.state.poems import append_poems, poems_file_text
+from poemtui.state.tones import ToneView, tone_view
 from poemtui.widgets.form_field import FormField
 from poemtui.widgets.poem_block import PoemBlock
 
@@ -77,6 +78,17 @@ class GenerateScreen(Screen):
         Binding("ctrl+n", "clear", "Clear", id="generate.clear"),
         Binding("ctrl+y", "toggle_tones", "Tones", id="generate.tones"),
     ]
+
+    class PoemsGrew(Message):
+        """The poems being sampled gained a character (posted by the sampling thread to its screen)."""
+
+        def __init__(self, generation: int, texts: list[str]) -> None:
+            super().__init__()
+            self.generation = generation
+            self.texts = texts
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, GenerateScreen.PoemsGrew) and message.generation == self.generation
 
     def __init__(self) -> None:
         super().__init__()
@@ -249,7 +261,16 @@ class GenerateScreen(Screen):
             field.set_error(problems.get(name))
         if self._check_timer is not None:
             self._check_timer.stop()
-        self._check_timer = self.set_timer(CHECK_AFTER_S, self.check_settings)
+        self._check_timer = self.set_timer(CHECK_AFTER_S, self._check_after_pause)
+
+    def _check_after_pause(self) -> None:
+        self._check_timer = None
+        self.check_settings()
+
+    @property
+    def check_pending(self) -> bool:
+        """Typed text waits for the sampler's verdict (CHECK_AFTER_S after the last key)."""
+        return self._check_timer is not None
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.check_soon()
@@ -311,7 +332,7 @@ class GenerateScreen(Screen):
         def on_step(texts: list[str]) -> None:
             if worker.is_cancelled:
                 raise SamplingCancelled
-            self.post_message(PoemsGrew(generation, texts))
+            self.post_message(self.PoemsGrew(generation, texts))
 
         try:
             poems = sampler.generate(settings, on_step=on_step)
@@ -326,7 +347,7 @@ class GenerateScreen(Screen):
             self._finished, generation, [p.text for p in poems], [p.mean_logprob for p in poems], views
         )
 
-    def on_poems_grew(self, message: PoemsGrew) -> None:
+    def on_generate_screen_poems_grew(self, message: PoemsGrew) -> None:
         block = self.blocks.get(message.generation)
         if block is not None and not block.done:
             block.show(message.texts)
@@ -356,13 +377,16 @@ class GenerateScreen(Screen):
             if path is None:
                 return
             try:
-                path.write_text(poems_file_text(blocks), encoding="utf-8")
+                added = append_poems(
+                    path, poems_file_text((b.checkpoint, b.settings, b.texts) for b in blocks)
+                )
             except OSError as exc:
                 self.notify(f"{path}: {exc.strerror or exc}", title="Not saved", severity="error")
                 return
-            self.notify(str(path), title=f"Saved {count} poem{'s' * (count != 1)}")
+            poems = f"{count} poem{'s' * (count != 1)}"
+            self.notify(str(path), title=f"Added {poems} to the end of" if added else f"Saved {poems}")
 
-        self.app.push_screen(SavePoemsScreen(default, count), save)
+        self.app.push_screen(SavePoemsDialog(default, count), save)
 
     def action_toggle_tones(self) -> None:
         """Show or hide the tone marks under every poem (the 格律 verdict stays)."""
@@ -375,18 +399,6 @@ class GenerateScreen(Screen):
             block.remove()
         self.blocks.clear()
         self.query_one("#poems-empty").display = True
-
-
-def poems_file_text(blocks: list[PoemBlock]) -> str:
-    from poemtui.widgets.poem_block import settings_line
-
-    out = [f"# poems written with poemtui on {time.strftime('%Y-%m-%d %H:%M')}", ""]
-    for block in blocks:
-        out.append(f"# {block.checkpoint} · {settings_line(block.settings)}")
-        for text in block.texts:
-            out.append(text)
-        out.append("")
-    return "\n".join(out)
 
 
 def _label(path: Path, root: Path) -> str:

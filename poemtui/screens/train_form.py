@@ -11,8 +11,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
-from poemtui import train_options as opts
-from poemtui.catalog import CheckpointEntry
+from poemtui.state import train_options as opts
+from poemtui.state.catalog import CheckpointEntry
 from poemtui.widgets.form_field import FormField
 
 PRESET_TEXT = {
@@ -82,6 +82,7 @@ class TrainFormScreen(Screen):
         return ""
 
     def on_mount(self) -> None:
+        self.app.training_signal.subscribe(self, self.training_changed)
         self._sync_visibility()
         self.validate()
         self.query_one("#field-preset", Select).focus()
@@ -90,6 +91,11 @@ class TrainFormScreen(Screen):
     def on_screen_resume(self) -> None:
         self.take_resume_request()
         self.validate()
+
+    def training_changed(self, kind: str) -> None:
+        """A run ended while the form is shown: its status line no longer says a run is in progress."""
+        if kind == "exit" and self in self.app.screen_stack:
+            self.validate()
 
     def take_resume_request(self) -> None:
         """The browser asked to resume a checkpoint: switch the form to that run."""

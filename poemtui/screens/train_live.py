@@ -13,8 +13,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, ProgressBar, Static
 
+from poemtui.state.training import RunState
 from poemtui.throttle import Throttle
-from poemtui.training import RunState
 from poemtui.widgets.format import couplet_rows
 from poemtui.widgets.run_chart import RunChart
 from poemtui.widgets.run_stats import RunStats
@@ -67,13 +67,17 @@ class LiveScreen(Screen):
         return self.app.run_state
 
     def on_mount(self) -> None:
+        self.app.training_signal.subscribe(self, self.training_changed)
         self.redraw(force=True, chart=True)
 
     def on_screen_resume(self) -> None:
         self.redraw(force=True, chart=True)
 
     def training_changed(self, kind: str) -> None:
-        """The app says the run changed; batch updates are throttled, everything else is drawn at once."""
+        """The run changed (the app's training_signal); batch updates are throttled, everything else is drawn
+        at once. Not shown, the screen draws nothing: it redraws all when shown again."""
+        if self not in self.app.screen_stack:
+            return
         if kind != "batch":
             # An evaluation redraws the numbers at once; the chart keeps its own pace (a short epoch can
             # bring several evaluations a second, and the chart is the costliest part to draw).

@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from core.corpus.buckets import CROPPED_MODES
 from core.runs.metrics import read_events
-from poemtui.catalog import CheckpointEntry, human_date, human_size
+from poemtui.state.catalog import CheckpointEntry, human_date, human_size
 from poemtui.widgets.format import duration, number, rate
 from poemtui.widgets.run_chart import RunChart
 

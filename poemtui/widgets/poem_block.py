@@ -13,31 +13,12 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from poemtui.tones import RHYME_MARK, ToneView, body
+from poemtui.state.poems import settings_line
+from poemtui.state.tones import RHYME_MARK, ToneView, body
 from poemtui.widgets.format import couplet_rows
 
 FAULT_STYLE = "bold red"
 RHYME_STYLE = "bold underline"
-
-
-def settings_line(settings: dict) -> str:
-    parts = [f"seed 「{settings['start']}」" if settings.get("start") else "no seed"]
-    if settings.get("acrostic"):
-        parts.append(f"acrostic 「{settings['acrostic']}」")
-    form = settings.get("form", "auto")
-    if form in ("5", "7"):
-        form = f"{form}×{settings.get('lines') or 4}"
-    parts.append(f"form {form}")
-    if settings.get("gelv"):
-        parts.append(f"格律, rhyme {settings['rhyme']}" if settings.get("rhyme") else "格律")
-    parts += [
-        f"τ {settings.get('temperature')}",
-        f"top-k {settings.get('top_k')}",
-        f"top-p {settings.get('top_p')}",
-    ]
-    if settings.get("seed") is not None:
-        parts.append(f"rng {settings['seed']}")
-    return " · ".join(parts)
 
 
 def _cell(mark: str, width: int) -> str:

@@ -6,7 +6,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from poemtui.training import RunState
+from poemtui.state.training import RunState
 from poemtui.widgets.format import duration, number, rate
 
 

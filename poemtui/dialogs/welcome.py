@@ -21,7 +21,7 @@ five or seven characters. Stop it whenever you like: a checkpoint is saved, and 
 Or configure a run yourself (corpus, model size, optimizer, epochs…)."""
 
 
-class WelcomeScreen(ModalScreen[str | None]):
+class WelcomeDialog(ModalScreen[str | None]):
     """Returns "quick" (start the quick preset now), "configure" (open the form) or None (look around)."""
 
     CSS_PATH = "dialog.tcss"

@@ -2,7 +2,7 @@
 
 Training runs in its own process so that the UI never competes with it for the GIL: the app reads one JSON
 event per line from the child's stdout and folds it into a `RunState`. The state is plain data; screens
-render it when they are shown and when the app tells them it changed.
+render it when they are shown and when the app tells them it changed. Nothing here imports textual.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ class RunState:
     """Everything the live screen shows, built from the trainer's events alone (a replay shows the same)."""
 
     run_dir: Path
-    args: list[str] = field(default_factory=list)
     resume: Path | None = None
     series: str = ""  # its place in a sequence of runs, e.g. "optimizers-tang300, run 2 of 8"
     status: str = "starting"
@@ -48,6 +47,7 @@ class RunState:
     batch: int = 0
     batches: int = 0
     step: int = 0
+    max_steps: int | None = None  # the run's step budget (`--max-steps`, as experiments set it), if any
     loss: float | None = None
     lr: float | None = None
     tokens_per_s: float | None = None
@@ -82,6 +82,7 @@ class RunState:
             self.status = "running"
         self.epoch, self.epochs = e["epoch"], e["epochs"]
         self.batch, self.batches, self.step = e["batch"], e["batches"], e["step"]
+        self.max_steps = e.get("max_steps") or None  # null (or absent, in older logs): no step limit
         self.loss, self.lr, self.tokens_per_s = e["loss"], e["lr"], e["tokens_per_s"]
         self.elapsed_s = e["elapsed_s"]
         if self._session_start is None:
@@ -140,16 +141,6 @@ class RunState:
     @property
     def live(self) -> bool:
         return self.status in LIVE_STATUSES
-
-    @property
-    def max_steps(self) -> int | None:
-        """The run's step budget (`--max-steps`, as experiments set it), when it has one."""
-        if "--max-steps" not in self.args:
-            return None
-        try:
-            return int(self.args[self.args.index("--max-steps") + 1]) or None
-        except (IndexError, ValueError):
-            return None
 
     @property
     def step_limited(self) -> bool:
@@ -221,13 +212,38 @@ def train_command(
 
 
 def command_target(argv: list[str]) -> tuple[Path, Path | None]:
-    """(run folder, checkpoint resumed or None) of a `core.train` command line, as core.train decides them."""
+    """(run folder, checkpoint resumed or None) of a `core.train` command line, as core.train decides them.
+
+    For a command the workbench did not build itself (an experiment's plan); what the run does once started
+    (its epochs, batches, step budget) comes from its events, not from its command line."""
     if "--resume" in argv:
         resume = Path(argv[argv.index("--resume") + 1])
         if "--run-dir" in argv:
             return Path(argv[argv.index("--run-dir") + 1]), resume
         return resume.parent, resume
     return Path(argv[argv.index("--run-dir") + 1]), None
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One training child to start: its `core.train --events jsonl` command, its run folder, the checkpoint
+    it resumes (if any) and its place in a sequence of runs (e.g. "optimizers-tang300, run 2 of 8")."""
+
+    command: list[str]
+    run_dir: Path
+    resume: Path | None = None
+    series: str = ""
+
+    @classmethod
+    def of_command(cls, argv: list[str], series: str = "") -> Launch:
+        """A `core.train` command line built elsewhere; `--events jsonl` is added when it is missing."""
+        run_dir, resume = command_target(argv)
+        command = argv if "--events" in argv else [*argv, "--events", "jsonl"]
+        return cls(command, run_dir, resume, series)
+
+    def new_state(self) -> RunState:
+        """A fresh RunState for this launch (what the Live screen shows once it starts)."""
+        return RunState(run_dir=self.run_dir, resume=self.resume, series=self.series)
 
 
 class TrainingJob:

@@ -1,0 +1,200 @@
+"""One writer per run folder (reliability, second round, class 1).
+
+A run folder has one writer: an flock on <run>/.lock, held by the training process and dropped by the
+kernel however that process ends; a second writer is refused in one line. A new run never adopts a folder
+that holds another run (metrics.jsonl or checkpoints): `--resume` is the only way to continue one. The
+concurrency tests use real processes (two `core.train` at once, a lock holder killed with SIGKILL); the
+rest run the command in this process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.cli import run as cli_run
+from core.errors import PoemError
+from core.runs.checkpoint import EXT, load_checkpoint, read_meta
+from core.runs.folder import LOCK, RunFolder
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+TINY = ["--corpus", "tang300", "--embed-size", "16", "--hidden-size", "16", "--num-layers", "1"]
+TINY += ["--batch-size", "16", "--eval-every", "0", "--sample-on-eval", "false", "--seed", "7"]
+
+
+def cli(capsys, module: str, argv: list[str]) -> tuple[int, str, str]:
+    """`python -m <module> argv` through core.cli.run, in this process: (exit status, stdout, stderr)."""
+    package = importlib.import_module(module)
+    main = getattr(package, "main", None) or importlib.import_module(f"{module}.__main__").main
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli_run(main, argv)
+    finally:  # core.train installs its own handlers
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def assert_one_line(status: int, err: str, *needles: str) -> None:
+    assert status == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_a_new_run_never_adopts_a_folder_holding_another_run(capsys, tmp_path):
+    """Another run's metrics.jsonl or checkpoints: refused before anything is read or written."""
+    logged = tmp_path / "logged"
+    logged.mkdir()
+    (logged / "metrics.jsonl").write_text('{"event": "batch", "step": 1}\n', encoding="utf-8")
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / f"rnn_1_3_500.00_adam{EXT}").write_bytes(b"another run's weights")
+    for folder, what in ((logged, "metrics.jsonl"), (saved, "1 checkpoint")):
+        before = snapshot(folder)
+        status, out, err = cli(capsys, "core.train", [*TINY, "--max-steps", "1", "--run-dir", str(folder)])
+        assert_one_line(status, err, "holds another run", what, "--resume", "--run-dir")
+        assert out == "" and snapshot(folder) == before  # not even a lock file
+
+
+def test_an_empty_or_unrelated_folder_is_fine(capsys, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine", encoding="utf-8")
+    (run / "metrics.jsonl").write_text("", encoding="utf-8")  # empty: no run logged anything
+    status, _, err = cli(capsys, "core.train", [*TINY, "--max-steps", "1", "--run-dir", str(run), "--quiet"])
+    assert status == 0, err
+    assert (run / f"last{EXT}").exists() and (run / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_resume_continues_its_own_folder_and_refuses_another_runs(capsys, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for run in (first, second):
+        status, _, err = cli(
+            capsys, "core.train", [*TINY, "--max-steps", "1", "--run-dir", str(run), "--quiet"]
+        )
+        assert status == 0, err
+    before = snapshot(second)
+    resume = ["--resume", str(first / f"last{EXT}"), "--max-steps", "2", "--quiet"]
+    status, _, err = cli(capsys, "core.train", [*resume, "--run-dir", str(second)])
+    assert_one_line(status, err, "holds another run", "--resume")
+    assert snapshot(second) == before
+    status, _, err = cli(capsys, "core.train", resume)  # its own folder: the way to continue
+    assert status == 0, err
+    assert read_meta(first / f"last{EXT}")["progress"]["step"] == 2
+    status, _, err = cli(capsys, "core.train", [*resume, "--run-dir", str(tmp_path / "fresh")])
+    assert status == 0, err  # a new, empty folder may continue a run too
+
+
+def test_the_lock_refuses_a_second_writer_and_dies_with_its_holder(tmp_path):
+    """A real process holds the lock; this one is refused, naming it; SIGKILL frees it (no stale lock)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from core.runs.folder import RunFolder; run = RunFolder(sys.argv[1]); "
+            "run.claim(); print('held', flush=True); time.sleep(120)",
+            str(run),
+        ],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(PoemError) as exc:
+            RunFolder(run).claim()
+        assert "in use" in str(exc.value) and f"pid {holder.pid}" in str(exc.value)
+        holder.kill()
+        holder.wait(timeout=30)
+        mine = RunFolder(run)
+        mine.claim()  # the kernel dropped the dead writer's lock
+        assert (run / LOCK).read_text().strip() == str(os.getpid())
+        with pytest.raises(PoemError, match="in use"):
+            RunFolder(run).claim()  # a second claim in the same process is refused too
+        mine.release()
+        RunFolder(run).claim()
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+def train_process(run: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "core.train", *TINY, "--run-dir", str(run), "--events", "jsonl", *extra],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_trainings_started_at_once_in_one_folder_one_is_refused(tmp_path):
+    """Both `core.train` start together in the same --run-dir: one trains, the other exits 2 in one line;
+    the folder holds one run (one `done`), and best and last are that run's."""
+    run = tmp_path / "run"
+    procs = [train_process(run, "--max-steps", "3", "--lr", lr) for lr in ("0.01", "0.002")]
+    results = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    statuses = sorted(status for status, _, _ in results)
+    assert statuses == [0, 2], results
+    winner = next(r for r in results if r[0] == 0)
+    loser = next(r for r in results if r[0] == 2)
+    assert loser[1] == "" and len(loser[2].strip().splitlines()) == 1, loser
+    assert "in use" in loser[2] or "holds another run" in loser[2], loser
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [e["event"] for e in events].count("done") == 1
+    assert events == [json.loads(line) for line in winner[1].splitlines()]  # only the winner wrote
+    lr = next(e["lr"] for e in events if e["event"] == "batch")
+    for pointer in ("best", "last"):
+        ckpt = load_checkpoint(run / f"{pointer}{EXT}")
+        assert ckpt.meta["train"]["lr"] == lr
+
+
+def test_a_running_training_keeps_its_folder(tmp_path):
+    """While a run trains, neither a new run nor a resume of it may write into its folder."""
+    run = tmp_path / "run"
+    proc = train_process(run, "--max-steps", "100000", "--eval-every", "2")
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until it has saved a checkpoint
+            event = json.loads(proc.stdout.readline())
+            if event["event"] == "checkpoint":
+                break
+        new = subprocess.run(
+            [sys.executable, "-m", "core.train", *TINY, "--run-dir", str(run)],
+            cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert new.returncode == 2 and "holds another run" in new.stderr, new.stderr
+        again = subprocess.run(
+            [sys.executable, "-m", "core.train", "--resume", str(run / f"last{EXT}"), "--max-steps", "5"],
+            cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert again.returncode == 2 and "in use" in again.stderr and str(proc.pid) in again.stderr
+        assert len(again.stderr.strip().splitlines()) == 1 and "Traceback" not in again.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    load_checkpoint(run / f"last{EXT}")
