@@ -105,17 +105,27 @@ def _guard(keep_freed_memory):
     return guarded
 
 
-def run_cli(command: str, *args, env: dict | None = None, stdin: str | None = None) -> CliResult:
+class Hang(BaseException):
+    """An in-process command ran past its timeout (a read that blocks, a loop that never ends): SIGALRM
+    raises it where the command is, and the test fails instead of blocking the suite. Not an Exception,
+    so that core.cli.run does not turn it into exit status 1."""
+
+
+def run_cli(
+    command: str, *args, env: dict | None = None, stdin: str | None = None, timeout: int = 300
+) -> CliResult:
     """`python -m core.<command> args` in this process: main(argv) through core.cli.run (the exit status it
     raises, one line for a user mistake, a traceback and status 1 for a bug), with stdout and stderr
-    captured. What a command changes in the process is put back afterwards: the SIGINT/SIGTERM handlers
-    (core.train installs its own), os.environ (experiments sets OMP_NUM_THREADS), torch's thread count.
+    captured. What a command changes in the process is put back afterwards: the SIGINT/SIGTERM/SIGHUP
+    handlers (core.train installs its own), os.environ (experiments sets OMP_NUM_THREADS), torch's thread
+    count.
     Malloc settings cannot be put back: a command that would change them (core.train's or core.bench's
     keep_freed_memory, reached once training really starts) stops the test, unless env sets
     POEMTUI_KEEP_MEMORY=0 (the engine's own switch: malloc left alone; nothing else changes); the
     subprocess smoke tests run with the real setting.
 
-    env: variables to set (None: remove) while it runs; stdin: the text it reads."""
+    env: variables to set (None: remove) while it runs; stdin: the text it reads; timeout: seconds before
+    the command is stopped by SIGALRM and the test fails (Hang), as run_cli_process's timeout would."""
     import torch
 
     from core import cli
@@ -126,7 +136,9 @@ def run_cli(command: str, *args, env: dict | None = None, stdin: str | None = No
     argv = [str(a) for a in args]
     out, err = io.StringIO(), io.StringIO()
     saved_env = dict(os.environ)
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {
+        s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)
+    }
     threads = torch.get_num_threads()
     patched = [(m, m.keep_freed_memory) for m in (memory, module) if hasattr(m, "keep_freed_memory")]
     saved_stdin = sys.stdin
@@ -141,6 +153,12 @@ def run_cli(command: str, *args, env: dict | None = None, stdin: str | None = No
                 os.environ[key] = str(value)
         if stdin is not None:
             sys.stdin = io.StringIO(stdin)
+
+        def ring(_signum, _frame):
+            raise Hang(f"core.{command} {' '.join(argv)}: still running after {timeout} s")
+
+        signal.signal(signal.SIGALRM, ring)
+        signal.alarm(timeout)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 cli.run(module.main, argv, needs_torch=needs_torch)
@@ -152,6 +170,7 @@ def run_cli(command: str, *args, env: dict | None = None, stdin: str | None = No
                     print(code, file=sys.stderr)
                     status = 1
     finally:
+        signal.alarm(0)
         sys.stdin = saved_stdin
         for m, original in patched:
             m.keep_freed_memory = original

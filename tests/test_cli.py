@@ -9,11 +9,12 @@ import ast
 import importlib.util
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import COMMANDS, ProcessStateChanged, assert_user_error, run_cli
+from conftest import COMMANDS, Hang, ProcessStateChanged, assert_user_error, run_cli
 
 
 def main_block_call(command: str) -> ast.Call:
@@ -56,13 +57,15 @@ def test_every_command_module_is_in_the_table():
 
 
 def test_the_runner_puts_back_what_a_command_changes(tmp_path):
-    """core.train installs SIGINT/SIGTERM handlers; experiments sets OMP_NUM_THREADS; init sets threads."""
-    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    """core.train installs SIGINT/SIGTERM/SIGHUP handlers; experiments sets OMP_NUM_THREADS; init sets
+    threads."""
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)
+    handlers = [signal.getsignal(s) for s in signals]
     env, threads = dict(os.environ), torch.get_num_threads()
     assert_user_error(run_cli("train", "--corpus", "songci", "--checkpoints", tmp_path), "songci")
     out = run_cli("experiments", "optimizers", "--budget-steps", "1", "--threads", "3", "--dry-run")
     assert out.status == 0, out.err
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    assert [signal.getsignal(s) for s in signals] == handlers
     assert dict(os.environ) == env and torch.get_num_threads() == threads
     assert run_cli("corpus", "stats", "--corpus", "tang300", env={"POEMTUI_DATA": tmp_path}).status == 2
     assert dict(os.environ) == env
@@ -88,3 +91,14 @@ def test_a_bug_is_exit_1_with_its_traceback(monkeypatch):
     monkeypatch.setattr(gelv_main, "main", broken)
     out = run_cli("gelv", "x")
     assert out.status == 1 and "Traceback" in out.err and "internal error: ZeroDivisionError: boom" in out.err
+
+
+def test_a_command_that_hangs_fails_the_test(monkeypatch):
+    """A blocked in-process command is stopped by the runner's timeout, not left to block the suite."""
+    import core.gelv.__main__ as gelv_main
+
+    monkeypatch.setattr(gelv_main, "main", lambda argv: time.sleep(30))
+    started = time.monotonic()
+    with pytest.raises(Hang, match=r"core\.gelv x: still running after 1 s"):
+        run_cli("gelv", "x", timeout=1)
+    assert time.monotonic() - started < 10 and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
