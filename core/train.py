@@ -86,6 +86,13 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--resume", type=Path, help="continue the run of this checkpoint exactly where it stopped"
     )
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="CKPT",
+        help="start a new run from this checkpoint's weights (not its optimizer), e.g. on --corpus FILE: the "
+        "model is the checkpoint's, its vocabulary extended by the new corpus's characters",
+    )
     parser.add_argument("--events", choices=["jsonl"], help="print every event as a JSON line on stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     add_flags(parser, TrainConfig, defaults=False)  # each flag parsed and range-checked as it is read
@@ -99,6 +106,20 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, dict]:
     return cfg, flags
 
 
+def fine_tune_config(args: argparse.Namespace, flags: dict) -> TrainConfig:
+    """--init-from: the checkpoint's model and training settings, a fine-tuning schedule, the preset's
+    training settings, the flags (core.training.finetune); refused with --resume or a contradicting flag."""
+    from core.errors import PoemError
+    from core.runs.checkpoint import read_meta
+    from core.runs.folder import resolve_checkpoint
+    from core.training.finetune import fine_tune_config as merge
+
+    if args.resume:
+        raise PoemError("--init-from starts a new run and --resume continues one: give one of them")
+    args.init_from = resolve_checkpoint(args.init_from)
+    return merge(read_meta(args.init_from), flags, PRESETS[args.preset] if args.preset else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     stop = StopRequested()
     signals = Signals(stop)
@@ -107,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     cfg, flags = config_from_args(args)
+    if args.init_from:
+        cfg = fine_tune_config(args, flags)
     if not args.resume:
         cfg.check()
     if args.run_dir is not None:
@@ -127,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         for name in sorted(set(flags) - RESUME_OVERRIDABLE):  # once the resume is accepted: a refusal
             flag = TrainConfig.specs()[name].flag  # stays one line
             sys.stderr.write(f"warning: {flag} is fixed by the checkpoint; ignored\n")
+    elif args.init_from:
+        trainer = Trainer.init_from(args.init_from, cfg, run_dir, stop=stop)
+        o = trainer.origin or {}
+        sys.stderr.write(
+            f"fine-tuning {args.init_from} on {cfg.corpus}: |V| {o.get('vocab_size')} + "
+            f"{o.get('new_characters')} new characters\n"
+        )
     else:
         trainer = Trainer.new(cfg, run_dir, stop=stop)
     memory.keep_freed_memory()  # each step reuses the last one's memory (core/training/memory.py)

@@ -26,7 +26,9 @@ from textual.signal import Signal
 
 from core.errors import PoemError
 from core.training.settings import TrainConfig, default_run_name
+from poemtui.app_views import ViewsMixin
 from poemtui.dialogs.confirm import ConfirmDialog
+from poemtui.dialogs.judge import selected_checkpoint, start_judging
 from poemtui.dialogs.welcome import WelcomeDialog
 from poemtui.screens.checkpoints import CheckpointsScreen
 from poemtui.screens.generate import GenerateScreen
@@ -34,13 +36,14 @@ from poemtui.screens.train_form import TrainFormScreen
 from poemtui.screens.train_live import LiveScreen
 from poemtui.state.catalog import CheckpointEntry, has_checkpoints
 from poemtui.state.experiment import NEXT, STOPPED, Experiment, OptimizerComparison
+from poemtui.state.judgement import JUDGE_POEMS
 from poemtui.state.train_options import preset_values, train_options
 from poemtui.state.training import DONE_TEXT, Launch, RunState, TrainingJob, train_command
 
 BUSY = "stop the current run first (ctrl+l, then s)"
 
 
-class PoemApp(App):
+class PoemApp(ViewsMixin, App):
     CSS_PATH = "app.tcss"
     TITLE = "poemtui"
     SUB_TITLE = "a Tang-poetry LSTM workbench"
@@ -75,8 +78,10 @@ class PoemApp(App):
         self.job: TrainingJob | None = None
         self.generate_path: Path | None = None
         self.resume_request: CheckpointEntry | None = None
+        self.fine_tune_request: CheckpointEntry | None = None
         self.experiment: Experiment | None = None
         self.comparison = OptimizerComparison()  # what the palette's experiment runs
+        self.judge_poems = JUDGE_POEMS  # what the palette's judge samples (fewer where the corpus has fewer)
         # The run changed: the trainer's event kind (batch, eval, checkpoint, done, error), or "stopping" /
         # "exit" for the process itself. Screens subscribe when mounted; batch bursts reach them coalesced.
         self.training_signal: Signal[str] = Signal(self, "training-changed")
@@ -195,10 +200,11 @@ class PoemApp(App):
             return
         if exp.done:
             self.notify(
-                f"every run in {exp.folder} is done: compare their curves in the browser (ctrl+o)",
+                f"every run in {exp.folder} is done: here they are, compared",
                 title="Experiment already complete",
                 timeout=10,
             )
+            self.open_compare([exp.folder], plan.title)
             return
         resumed = f" ({exp.resumed} resumed)" if exp.resumed else ""
         self.notify(
@@ -229,7 +235,7 @@ class PoemApp(App):
             )
         else:
             self.notify(
-                "compare the runs' curves in the browser (ctrl+o); `python -m core.experiments optimizers"
+                "palette: Experiments: compare the optimizer runs; `python -m core.experiments optimizers"
                 f" --budget-steps {self.comparison.steps} --checkpoints {self.checkpoints_dir}`"
                 " writes the table",
                 title="Experiment finished",
@@ -284,6 +290,7 @@ class PoemApp(App):
             f"One run per optimizer, {self.comparison.steps} steps each, one after another (resumable)",
             self.start_optimizer_experiment,
         )
+        yield from self.view_commands()
         if self.training_live:
             yield SystemCommand("Train: stop the run", "Save a checkpoint and stop", self.confirm_stop)
         yield SystemCommand(
@@ -296,6 +303,13 @@ class PoemApp(App):
             "With the chosen checkpoint (ctrl+g)",
             lambda: self.switch_mode("generate"),
         )
+        judged = selected_checkpoint(self, screen)
+        if judged is not None:
+            yield SystemCommand(
+                "Judge the selected checkpoint",
+                f"{judged.name}: its poems against real ones, two discriminators; saved beside it",
+                lambda: start_judging(self, judged, self.judge_poems),
+            )
         yield from super().get_system_commands(screen)
 
     def confirm_stop(self) -> None:

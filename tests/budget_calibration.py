@@ -20,9 +20,9 @@ import torch
 
 from core.training import budget
 from core.training.memory import keep_freed_memory
+from core.training.preflight import epoch_batches, make_backend
 from core.training.settings import TrainConfig
 from core.training.state import RunData
-from core.training.trainer import epoch_batches, make_backend
 
 MiB = 1 << 20
 

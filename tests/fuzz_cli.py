@@ -279,6 +279,7 @@ def commands(fx: Fixtures) -> dict[str, dict]:
     import core.experiments.__main__ as experiments
     import core.generate as generate
     import core.gradcheck as gradcheck
+    import core.judge as judge
     import core.train as train
 
     def gradcheck_parser():
@@ -355,6 +356,7 @@ def commands(fx: Fixtures) -> dict[str, dict]:
             base=lambda: ["--source", str(fx.empty_source), "--out", tones],
             paths=["--out", "--source"],
         ),
+        "core.judge": dict(parser=judge.build_parser(), parse_only=True, base=lambda: [str(fx.checkpoint)]),
         "core.bench": dict(parser=bench.build_parser(), parse_only=True, base=lambda: ["--quick"]),
         "core.gradcheck": dict(parser=gradcheck_parser(), parse_only=True, base=lambda: []),
         "core.experiments optimizers": dict(

@@ -28,15 +28,21 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
     import core.evaluate as evaluate
     import core.experiments.__main__ as experiments
     import core.generate as generate
+    import core.inspect.__main__ as inspect
+    import core.judge as judge
+    import core.runs.__main__ as runs
     import core.train as train
 
     exp = experiments.build_parser()
     return {
         "core.train": train.build_parser(),
         "core.generate": generate.build_parser(),
+        "core.judge": judge.build_parser(),
         "core.evaluate": evaluate.build_parser(),
         "core.corpus stats": subparser(corpus.build_parser(), "stats"),
         "core.bench": bench.build_parser(),
+        "core.inspect": inspect.build_parser(),
+        "core.runs compare": subparser(runs.build_parser(), "compare"),
         **{f"core.experiments {n}": subparser(exp, n) for n in ("optimizers", "lr-sweep", "init")},
     }
 

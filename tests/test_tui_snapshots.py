@@ -315,3 +315,35 @@ def test_generate_tones(snap_compare, monkeypatch, fixed_root):
         await pilot.pause()
 
     assert snap_compare(app_for(fixed_root, monkeypatch), terminal_size=SIZE, run_before=run_before)
+
+
+def test_compare_two_runs(snap_compare, monkeypatch, fixed_root):
+    """space marks adam, then sgd (rows sorted by perplexity: adam's three, then sgd's); c compares."""
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("space", "down", "down", "space", "c")
+        await wait_until(pilot, lambda: getattr(pilot.app.screen, "view", None) is not None)
+        await settle(pilot)
+
+    assert snap_compare(app_for(fixed_root, monkeypatch), terminal_size=SIZE, run_before=run_before)
+
+
+def test_fine_tune_form(snap_compare, monkeypatch, fixed_root):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("f")
+        await settle(pilot)
+
+    assert snap_compare(app_for(fixed_root, monkeypatch), terminal_size=SIZE, run_before=run_before)
+
+
+def test_inspect(snap_compare, monkeypatch, fixed_root):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("i")
+        await wait_until(pilot, lambda: getattr(pilot.app.screen, "result", None) is not None)
+        await pilot.press("right", "right")
+        await settle(pilot)
+
+    assert snap_compare(app_for(fixed_root, monkeypatch), terminal_size=SIZE, run_before=run_before)

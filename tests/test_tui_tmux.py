@@ -113,3 +113,53 @@ def test_first_run_train_stop_browse_write_in_a_real_terminal(terminal, tmp_path
     while terminal.alive() and time.monotonic() < deadline:
         time.sleep(0.3)
     assert not terminal.alive(), "ctrl+q should close the app"
+
+
+def test_compare_fine_tune_and_inspect_by_keys_in_a_real_terminal(terminal, tmp_path):
+    """space marks two runs, c compares them; f opens the form to fine-tune; i inspects a poem;
+    esc goes back each time, ctrl+q quits: no traceback."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from run_fixtures import build_run
+
+    root = tmp_path / "checkpoints"
+    build_run(root, "adam", [900.0, 650.0], speed=1.5, optimizer="adam")
+    build_run(root, "sgd", [1400.0, 1200.0], speed=1.0, optimizer="sgd", lr=None)
+    env = f"PYTHONPATH={REPO} TERM=xterm-256color COLORTERM=truecolor OMP_NUM_THREADS=1"
+    terminal.start(  # (Textual draws on stderr: a traceback would be on the screen after the app)
+        f"cd {REPO} && env {env} {sys.executable} -m poemtui --checkpoints {root}; echo EXIT=$?; sleep 30",
+        size=(120, 36),
+    )
+    terminal.wait_for("sorted by dev perplexity", timeout=90)
+    terminal.wait_for("4 checkpoints in 2 runs under", timeout=30)
+    terminal.keys("Space")  # adam's best (rows by perplexity: adam 650, adam 900, sgd 1200, sgd 1400)
+    terminal.keys("Down")
+    terminal.keys("Space")  # sgd
+    terminal.wait_for("marked (c compares)", timeout=10)
+    terminal.keys("c")
+    screen = terminal.wait_for("Δ ppl", timeout=30)
+    assert "dev perplexity" in screen and "training loss" in screen and "optimizer" in screen
+    assert "(baseline)" in screen
+    terminal.keys("x")
+    terminal.wait_for("tokens seen", timeout=10)
+    terminal.keys("Escape")
+    terminal.wait_for("sorted by dev perplexity", timeout=10)
+
+    terminal.keys("Up")
+    terminal.keys("f")
+    screen = terminal.wait_for("Fine-tuning", timeout=30)
+    assert "Start from" in screen
+    terminal.keys("C-o")
+    terminal.wait_for("sorted by dev perplexity", timeout=10)
+
+    terminal.keys("i")
+    # (the texts looked for are short: this detached pane may draw at 80×24, wrapping longer ones)
+    screen = terminal.wait_for("Units that track", timeout=90)
+    assert "predicted" in screen and "perplexity" in screen, screen
+    terminal.keys("Right")
+    terminal.wait_for("2/24", timeout=10)
+    terminal.keys("Escape")
+    terminal.wait_for("sorted by dev perplexity", timeout=10)
+
+    terminal.keys("C-q")
+    screen = terminal.wait_for("EXIT=", timeout=30)
+    assert "EXIT=0" in screen and "Traceback" not in screen, screen

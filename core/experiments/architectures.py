@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from core.experiments.launch import run_all
 from core.experiments.optimizers import Plan, machine
 from core.experiments.runs import RunSpec, experiment_dir, make_spec, run_state
+from core.generation.judge_sweep import PURE
 
 PRESET = "quantangshi"
 # the parts of the preset an ablation run turns off, and the flags that do it
@@ -31,7 +32,6 @@ PARTS: dict[str, dict] = {
     "tied factorised head": {"tie_weights": False},
 }
 PLAIN = {key: value for flags in PARTS.values() for key, value in flags.items()}
-PURE = dict(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0, max_repeats=0, prosody="none")
 
 
 @dataclass

@@ -8,7 +8,8 @@ asked for:
 - form 5 or 7 with lines 4 or 8: exactly that (五绝, 七绝, 五律, 七律);
 - form "free": the model's own lines (3-11 characters), ending cleanly after a "。" (at least 4 lines);
 - an acrostic (藏头诗) puts its k-th character at the head of line k;
-- no character more than `max_repeats` times, and no line twice (the report's poems repeated one line).
+- no character more than `max_repeats` times, and no line twice (the report's poems repeated one line);
+  `max_repeats` 0 lifts both, so that τ 1 without truncation samples the model exactly, within the form.
 Seed characters pass through the same machine, so a seed that cannot start such a poem is refused early.
 """
 
@@ -49,6 +50,7 @@ class PoemForm:
         self.last = BOS
         self.done = False
         self.gelv = None  # a core.gelv GelvConstraint when sampling regulated verse
+        self.verse = None  # a core.generation.prosody_modes VerseState with --prosody rhyme|soft-rhyme|soft
         self.itos: list[str] = []
         self.priming = False  # True while the seed is fed: its characters are imposed, not sampled
 
@@ -106,7 +108,7 @@ class PoemForm:
         """Content tokens this poem may not take now: over-used characters, a line's duplicate ending."""
         out = {t for t, c in self.counts.items() if self.max_repeats and c >= self.max_repeats}
         target = self._line_len()
-        if target is not None and len(self.line) == target - 1:
+        if self.max_repeats and target is not None and len(self.line) == target - 1:
             prefix = tuple(self.line)
             out |= {line[-1] for line in self.finished_lines if line[:-1] == prefix}
         return out
@@ -118,12 +120,16 @@ class PoemForm:
             return
         self.length += 1
         if token in self.line_end_ids:
+            if self.verse is not None:
+                self.verse.end_line(self.lines_done, len(self.line))
             self.finished_lines.append(tuple(self.line))
             self.line = []
             self.lines_done += 1
         else:
             self.line.append(token)
             self.counts[token] += 1
+            if self.verse is not None:
+                self.verse.push(token, self.itos[token], self.lines_done, len(self.line) - 1)
             if self.gelv is not None:
                 forced = self.priming or (self.lines_done < len(self.acrostic) and len(self.line) == 1)
                 self.gelv.push(self.itos[token], forced=forced)

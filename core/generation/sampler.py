@@ -1,7 +1,9 @@
 """Writing poems with a trained model: `<bos>` + seed characters, then one character at a time.
 
 Sampling is softmax(a/τ) (the assignment's temperature) with optional top-k, top-p and a repetition penalty,
-and N poems are sampled together in one batch; core.generation.form keeps each poem in its shape.
+and N poems are sampled together in one batch; core.generation.form keeps each poem in its shape, and the
+prosody mode (core.generation.prosody_modes, core.gelv.constrain) its rhyme and tones. `generate_each`
+samples poems of different starts and forms in one batch (core.generation.judge: 1,000 at once).
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ from core.corpus.lines import LINE_ENDS
 from core.corpus.vocab import BOS, EOS, PAD, UNK
 from core.errors import PoemError, SeedError
 from core.generation.form import PoemForm
+from core.generation.prosody_modes import VERSE_MODES, VerseMasks, VerseState
 from core.generation.settings import Poem, SampleSettings
 from core.model import resolve_precision
+
+# what the poems of one batch share (core.generation.judge batches poems of different starts and forms)
+_SHARED = ("temperature", "top_k", "top_p", "repetition_penalty", "prosody_weight")
 
 
 class Sampler:
@@ -40,6 +46,7 @@ class Sampler:
         self.device = torch.device(device)
         self.script = script
         self._masks = None  # core.gelv ToneMasks, built on first use
+        self._verse_masks = None  # core.generation.prosody_modes VerseMasks, built on first use
         punct = set(LINE_ENDS) | set("、：“”‘’《》「」（）")
         content = torch.ones(len(vocab), dtype=torch.bool)
         for i, ch in enumerate(vocab.itos):
@@ -95,11 +102,16 @@ class Sampler:
     def _prime(self, settings: SampleSettings, start_ids: list[int], pattern=None) -> PoemForm:
         """Run the seed through the shape rules, refusing a seed that cannot begin such a poem."""
         shape = PoemForm(settings, self.vocab.stoi)
+        shape.itos = self.vocab.itos
         if pattern is not None:
             from core.gelv.constrain import GelvConstraint
 
             shape.gelv = GelvConstraint(self._tone_masks(), pattern, rhyme=settings.rhyme)
-            shape.itos = self.vocab.itos
+        elif settings.mode in VERSE_MODES and settings.form != "free":
+            n = int(settings.form) if settings.form in ("5", "7") else None
+            shape.verse = VerseState(
+                self._verse(), settings.mode, settings.prosody_weight, n, rhyme=settings.rhyme
+            )
         shape.priming = True
         for tok in start_ids:
             if not shape.allows(tok, self.content):
@@ -121,6 +133,11 @@ class Sampler:
 
             self._masks = ToneMasks(self.vocab.itos)
         return self._masks
+
+    def _verse(self) -> VerseMasks:
+        if self._verse_masks is None:
+            self._verse_masks = VerseMasks(self._tone_masks())
+        return self._verse_masks
 
     def _patterns(self, settings: SampleSettings, generator: torch.Generator) -> list:
         """A tone pattern per poem, at random among those the seed and acrostic fit best."""
@@ -153,6 +170,8 @@ class Sampler:
         s = SampleSettings(**{**settings.to_dict(), "start": start, "acrostic": acrostic})
         if s.form in ("5", "7") and s.lines is None:
             s.lines = 4
+        s.prosody = s.mode  # --gelv is --prosody gelv: both say so from here on
+        s.gelv = s.prosody == "gelv"
         if s.rhyme:
             try:
                 self._tone_masks().gelv.resolve_group(s.rhyme)
@@ -165,24 +184,31 @@ class Sampler:
 
     # --- sampling -----------------------------------------------------------------------------------------
 
-    def _mask_row(self, shape: PoemForm) -> torch.Tensor | int:
+    def _mask_row(self, shape: PoemForm) -> tuple[torch.Tensor | int, torch.Tensor | None]:
+        """The next token: forced (an int), or the mask of allowed ones and the characters that lose the
+        prosody weight (None: no character does)."""
         kind, arg = shape.rule()
         if kind == "force":
-            return arg
+            return arg, None
         what, mark = arg
         mask = self.content.clone()
-        if shape.gelv is not None and not shape.gelv.done:
-            mask &= torch.from_numpy(shape.gelv.allowed().copy())
+        penalty = None
         banned = shape.banned()
         if banned:
             mask[list(banned)] = False
+        if shape.gelv is not None and not shape.gelv.done:
+            mask &= torch.from_numpy(shape.gelv.allowed().copy())
+        elif shape.verse is not None:
+            want, penalty = shape.verse.next(shape.lines_done, len(shape.line))
+            if want is not None and (mask & want).any():  # else: the form's rules win (all banned)
+                mask &= want
         if what == "content_or_end":
             mask[mark] = True
         elif what == "content_or_any_end":
             mask |= self.free_ends
         elif what == "eos_or_content":
             mask[EOS] = True
-        return mask
+        return mask, penalty
 
     @torch.inference_mode()
     def generate(
@@ -196,19 +222,35 @@ class Sampler:
                 generator.seed()
             else:
                 generator.manual_seed(settings.seed)
-        n = settings.num
-        start_ids = [self.vocab.stoi[c] for c in settings.start]
-        patterns = self._patterns(settings, generator) if settings.gelv else [None] * n
-        shapes = [self._prime(settings, start_ids, pattern) for pattern in patterns]
-        prefix = torch.tensor([[BOS, *start_ids]] * n, device=self.device)
+        patterns = self._patterns(settings, generator) if settings.gelv else [None] * settings.num
+        return self._sample([settings] * settings.num, patterns, generator, on_step)
+
+    @torch.inference_mode()
+    def generate_each(self, each: list[SampleSettings], generator: torch.Generator) -> list[Poem]:
+        """One poem for each of `each` (checked settings: starts of one length, the same sampling
+        parameters; forms and starts may differ), all in one batch."""
+        if not each:
+            return []
+        first = each[0]
+        for s in each:
+            if len(s.start) != len(first.start) or any(getattr(s, k) != getattr(first, k) for k in _SHARED):
+                raise ValueError("generate_each: starts of one length and the same sampling parameters")
+        patterns = [self._patterns(s, generator)[0] if s.gelv else None for s in each]
+        return self._sample(each, patterns, generator)
+
+    def _sample(self, each: list[SampleSettings], patterns: list, generator, on_step=None) -> list[Poem]:
+        n = len(each)
+        start_ids = [[self.vocab.stoi[c] for c in s.start] for s in each]
+        shapes = [self._prime(s, ids, p) for s, ids, p in zip(each, start_ids, patterns, strict=True)]
+        prefix = torch.tensor([[BOS, *ids] for ids in start_ids], device=self.device)
         logits, state = self._logits(prefix)
-        out_ids: list[list[int]] = [list(start_ids) for _ in range(n)]
+        out_ids: list[list[int]] = [list(ids) for ids in start_ids]
         logprobs: list[list[float]] = [[] for _ in range(n)]
-        for _ in range(settings.max_chars + 2):
+        for _ in range(max(s.max_chars for s in each) + 2):
             active = [i for i in range(n) if not shapes[i].done]
             if not active:
                 break
-            choice = self._choose(logits, shapes, out_ids, settings, generator)
+            choice = self._choose(logits, shapes, out_ids, each[0], generator)
             model_logp = F.log_softmax(logits, dim=-1)
             for i in active:
                 tok = choice[i]
@@ -236,16 +278,21 @@ class Sampler:
     def _choose(self, logits, shapes, out_ids, s: SampleSettings, generator) -> list[int]:
         n, v = logits.shape
         allowed = torch.zeros(n, v, dtype=torch.bool)
+        penalised = None
         forced: dict[int, int] = {}
         for i, shape in enumerate(shapes):
             if shape.done:
                 forced[i] = PAD
                 continue
-            m = self._mask_row(shape)
+            m, penalty = self._mask_row(shape)
             if isinstance(m, int):
                 forced[i] = m
-            else:
-                allowed[i] = m
+                continue
+            allowed[i] = m
+            if penalty is not None:
+                if penalised is None:
+                    penalised = torch.zeros(n, v, dtype=torch.bool)
+                penalised[i] = penalty
         scores = logits.clone()
         if s.repetition_penalty != 1.0:
             for i, ids in enumerate(out_ids):
@@ -255,6 +302,8 @@ class Sampler:
                     scores[i, used] = torch.where(
                         vals > 0, vals / s.repetition_penalty, vals * s.repetition_penalty
                     )
+        if penalised is not None and s.prosody_weight > 0:  # soft prosody: before τ and truncation
+            scores = scores - s.prosody_weight * penalised.float()
         scores = scores.masked_fill(~allowed, float("-inf"))
         if s.temperature <= 0.01:
             picks = scores.argmax(dim=-1)

@@ -8,6 +8,9 @@ from core.options import Options, option
 
 FORMS = ("auto", "free", "5", "7")
 MAX_POEMS = 256
+# 格律 while sampling, loosest first (core.generation.prosody_modes says what each does; docs/GELV.md §7)
+PROSODY = ("none", "soft-rhyme", "rhyme", "soft", "gelv")
+RHYMING = ("soft-rhyme", "rhyme", "soft", "gelv")  # the modes a chosen rhyme group (--rhyme) applies to
 
 
 @dataclass
@@ -45,30 +48,54 @@ class SampleSettings(Options):
         None, "a number makes the poems repeatable", low=0, high=2**63 - 1, none="random", label="RNG seed"
     )
     max_repeats: int = option(
-        3, "a character at most this many times per poem (0: no limit)", low=0, high=100
-    )
+        3, "a character at most this many times per poem, and no line twice (0: neither limit)", low=0,
+        high=100,
+    )  # fmt: skip
     max_chars: int = option(120, "of a free-form poem, punctuation included", low=16, high=1000)
     unk: str = option(
         "error", "seed characters the model does not know: refuse (error) or drop with a warning (skip)",
         choices=("error", "skip"), label="Unknown",
     )  # fmt: skip
+    prosody: str = option(
+        "none", "格律 of regular lines. none: the form only; rhyme: even lines end in the 平水韵 group "
+        "the first rhyme sets (masked); soft-rhyme: the same, reweighted; soft: rhyme masked, tones of "
+        "the regulated patterns still open reweighted; gelv: one regulated pattern and rhyme, masked",
+        choices=PROSODY, label="Prosody",
+    )  # fmt: skip
+    prosody_weight: float = option(
+        3.0, "soft modes: nats taken off the log-probability of a character that breaks the rhyme "
+        "(soft-rhyme) or fits no regulated pattern still open (soft)", low=0, high=100, label="Weight",
+    )  # fmt: skip
     gelv: bool = option(
         False, "格律: tones follow a regulated pattern (平仄), rhymes share a 平水韵 group; needs form 5 "
-        "or 7", label="格律",
+        "or 7 (the same as --prosody gelv)", label="格律",
     )  # fmt: skip
     rhyme: str | None = option(
-        None, "with 格律: the 平水韵 group to rhyme in, e.g. 东 or 一东", none="any",
+        None, "with a rhyming prosody (or 格律): the 平水韵 group to rhyme in, e.g. 东 or 一东", none="any",
         label="Rhyme",
     )  # fmt: skip
+
+    @property
+    def mode(self) -> str:
+        """The prosody mode in effect: `gelv` (the switch) is `--prosody gelv`."""
+        return "gelv" if self.gelv else self.prosody
 
     @classmethod
     def combination_problems(cls, values: dict) -> dict[str, str]:
         if values.get("lines") is not None and values.get("form") not in ("5", "7"):
             return {"lines": "goes with form 5 or 7"}
-        if values.get("gelv") and values.get("form") not in ("5", "7"):
+        regular = values.get("form") in ("5", "7")
+        if values.get("gelv") and not regular:
             return {"gelv": "needs a fixed form: form 5 or 7, with 4 or 8 lines"}
-        if values.get("rhyme") and not values.get("gelv"):
-            return {"rhyme": "goes with 格律 (gelv)"}
+        prosody = values.get("prosody", "none")
+        if values.get("gelv") and prosody not in ("gelv", cls.specs()["prosody"].default):
+            return {"prosody": f"--gelv is --prosody gelv: it does not go with --prosody {prosody}"}
+        if prosody == "gelv" and not regular:
+            return {"prosody": "gelv needs a fixed form: form 5 or 7, with 4 or 8 lines"}
+        if values.get("rhyme") and not values.get("gelv") and prosody not in RHYMING:
+            return {"rhyme": "goes with 格律 (gelv) or a rhyming prosody: " + ", ".join(RHYMING)}
+        if values.get("rhyme") and values.get("form") == "free":
+            return {"rhyme": "goes with a regular form (auto, 5 or 7): free lines do not rhyme here"}
         return {}
 
 

@@ -115,8 +115,12 @@ class TorchBackend:
         tensors, info = state_json.flatten_optimizer(self.optimizer.state_dict())
         return {**ck.model_tensors(self.model), **tensors}, info
 
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """The model's weights (and buffers) from a state dict whose tied head is stored once."""
+        self.model.load_state_dict(_with_tied(state, self.model.cfg.tie_weights))
+
     def restore(self, ckpt: ck.Checkpoint) -> None:
-        self.model.load_state_dict(_with_tied(ckpt.model_state, self.model.cfg.tie_weights))
+        self.load_weights(ckpt.model_state)
         state = ckpt.optimizer_state()
         if state is not None:
             try:
@@ -220,17 +224,20 @@ class NumpyBackend:
         }
         return {**ck.model_tensors(self.torch_model()), **tensors}, {"numpy": info}
 
-    def restore(self, ckpt: ck.Checkpoint) -> None:
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """The model's weights from a state dict whose tied head is stored once (NumPy copies made anew)."""
         from core.reference.numpy_lm import NumpyLM
 
-        state = _with_tied(ckpt.model_state, self.model.cfg.tie_weights)
-        self.model.load_state_dict(state)
+        self.model.load_state_dict(_with_tied(state, self.model.cfg.tie_weights))
         self.net = NumpyLM.from_torch_state(
             self.model.state_dict(),
             dropout=self.model.cfg.dropout,
             tie_weights=self.model.cfg.tie_weights,
             dtype=np.float32,
         )
+
+    def restore(self, ckpt: ck.Checkpoint) -> None:
+        self.load_weights(ckpt.model_state)
         info = (ckpt.meta.get("optimizer", {}).get("state") or {}).get("numpy")
         if info is None:
             raise CheckpointError(f"{ckpt.path.name} was not trained with --backend numpy")

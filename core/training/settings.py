@@ -233,6 +233,26 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# A fine-tune (`core.train --init-from CKPT`, core.training.finetune) starts from the checkpoint's own
+# training settings with this schedule on top (then a preset's, then the flags): a small corpus, one poem
+# per row, a learning rate well below a fresh run's (the weights are already good: large steps would first
+# undo them), halved at every evaluation without a better dev loss, early stopping on dev perplexity.
+# Measured in README, "Fine-tune on your own poems".
+FINE_TUNE: dict = dict(
+    seq_mode="poem",
+    batch_size=32,
+    lr=1e-3,
+    lr_schedule="plateau",
+    lr_patience=0,
+    epochs=30,
+    patience=3,
+    eval_every=0,
+    save_every=1,
+    max_minutes=0.0,
+    max_steps=0,
+)
+
+
 # Flags that `core.train --resume` accepts anew: the schedule. Everything else comes from the checkpoint, so
 # it defines the run (the experiments rely on this to resume their runs with a new budget).
 RESUME_OVERRIDABLE = frozenset(

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from core.corpus import load_corpus
-from core.corpus.vocab import Vocab
+from core.corpus.vocab import UNK, Vocab
 from core.errors import CheckpointError, PoemError
 from core.training import distributed as dist
 from core.training.settings import TrainConfig
@@ -55,8 +55,12 @@ class RunData:
     @classmethod
     def load(cls, cfg: TrainConfig, vocab: Vocab | None = None) -> RunData:
         """The corpus the settings name; its own vocabulary unless one is given (a checkpoint's)."""
-        corpus = load_corpus(cfg.corpus, script=cfg.script, forms=cfg.forms, train_forms=cfg.train_forms)
-        vocab = vocab or corpus.build_vocab(min_freq=cfg.min_freq)
+        corpus = load_run_corpus(cfg)
+        return cls.of(corpus, vocab or corpus.build_vocab(min_freq=cfg.min_freq), cfg.corpus)
+
+    @classmethod
+    def of(cls, corpus, vocab: Vocab, name: str) -> RunData:
+        """A loaded corpus encoded with `vocab` (`name`: the corpus as the settings call it)."""
         data = cls(
             corpus,
             vocab,
@@ -64,7 +68,7 @@ class RunData:
             [vocab.encode(p) for p in corpus.splits["dev"]],
         )
         if not data.train_ids or not data.dev_ids:
-            raise PoemError(f"corpus {cfg.corpus}: the train and dev splits must both hold poems")
+            raise PoemError(f"corpus {name}: the train and dev splits must both hold poems")
         return data
 
     def rare_tokens(self) -> torch.Tensor:
@@ -91,6 +95,26 @@ class RunData:
                 f"{str(was.get('fingerprint'))[:12]} -> {self.corpus.fingerprint[:12]}; trained with "
                 f"|V|={len(ckpt.vocab)}, this corpus has {now}); resume needs the same corpus"
             )
+
+
+def unk_dropout(batch, rare: torch.Tensor, rate: float, seed: int, step: int):
+    """Show the model <unk> where it will meet it: characters seen once in train (`rare`, a boolean [V])
+    become <unk> with probability `rate`, in the targets and in the inputs that feed them back. The draw
+    depends only on (seed, step), so a resumed run replaces the same characters."""
+    if rate <= 0:
+        return batch
+    gen = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + step)
+    draw = torch.rand(batch.targets.shape, generator=gen).to(batch.targets.device)
+    hit = rare[batch.targets] & (draw < rate) & batch.mask
+    targets = batch.targets.masked_fill(hit, UNK)
+    inputs = batch.inputs.clone()
+    inputs[:, 1:] = inputs[:, 1:].masked_fill(hit[:, :-1], UNK)
+    return replace(batch, inputs=inputs, targets=targets)
+
+
+def load_run_corpus(cfg: TrainConfig):
+    """The corpus the settings name, processed as they say."""
+    return load_corpus(cfg.corpus, script=cfg.script, forms=cfg.forms, train_forms=cfg.train_forms)
 
 
 def resolve_device(name: str) -> torch.device:

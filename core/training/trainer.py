@@ -1,7 +1,7 @@
 """Training: batches -> our LSTM language model -> events and checkpoints.
 
-    trainer = Trainer.new(cfg, run_dir)                  # or Trainer.resume(checkpoint, overrides={...})
-    summary = trainer.run()                              # until the epochs, patience, time or steps run out
+    trainer = Trainer.new(cfg, run_dir)     # or .resume(ckpt, overrides={...}), .init_from(ckpt, cfg, dir)
+    summary = trainer.run()                 # until the epochs, patience, time or steps run out
 
 The trainer knows nothing about terminals. It reports through `on_event(dict)` (DESIGN.md §6) and writes
 checkpoints (DESIGN.md §5) into its run folder (core.runs.folder). Everything needed to continue a run
@@ -12,28 +12,30 @@ step), best dev perplexity and the early-stopping counter (core.training.state).
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from core.corpus import batches_for_mode
-from core.corpus.vocab import SPECIALS, UNK
 from core.errors import CheckpointError, PoemError
-from core.model import resolve_precision
-from core.paths import prepare_folder
 from core.runs import checkpoint as ck
 from core.runs import validate
 from core.runs.folder import BEST, LAST, RunFolder, checkpoint_name
-from core.training import budget
 from core.training import distributed as dist
-from core.training.backends import NumpyBackend, TorchBackend
+from core.training import finetune
 from core.training.perplexity import result_from_sums
-from core.training.settings import DEFAULT_LR, RESUME_OVERRIDABLE, StopRequested, TrainConfig
+from core.training.preflight import (
+    check_vocab,
+    claim_folder,
+    epoch_batches,
+    fits_in_memory,
+    make_backend,
+    refuse_other_run,
+)
+from core.training.settings import RESUME_OVERRIDABLE, StopRequested, TrainConfig
 from core.training.state import (
     Progress,
     RunData,
@@ -41,16 +43,8 @@ from core.training.state import (
     restore_rng,
     rng_tensors,
     start_processes,
+    unk_dropout,
 )
-
-
-def make_backend(cfg: TrainConfig, vocab, device: torch.device):
-    """The model and optimizer these settings describe: autograd through our LSTM, or Part 1's NumPy."""
-    lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.optimizer]
-    args = (cfg.model_config(len(vocab)), cfg.optimizer, lr, cfg.momentum, cfg.weight_decay, cfg.clip, device)
-    if cfg.backend == "numpy":
-        return NumpyBackend(*args, seed=cfg.seed)
-    return TorchBackend(*args, precision=resolve_precision(cfg.precision, device), vocab=vocab)
 
 
 class Trainer:
@@ -67,7 +61,7 @@ class Trainer:
         stop: StopRequested | None = None,
         first_batches: list | None = None,
     ):
-        """Assemble a run from its parts; Trainer.new and Trainer.resume build them (and claim the folder)."""
+        """Assemble a run from its parts; Trainer.new, .resume and .init_from build them (and claim it)."""
         self.cfg = cfg
         self.folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
         self.run_dir = self.folder.path
@@ -89,6 +83,8 @@ class Trainer:
         self._epoch_len = 0
         self._saved_step = -1
         self._train_losses: list[float] = []
+        self.origin: dict | None = None  # a fine-tune's starting checkpoint (core.training.finetune)
+        self._evaluate_first = False  # a fine-tune scores its starting point on the new dev split first
 
     @classmethod
     def new(cls, cfg: TrainConfig, run_dir: Path, **kwargs) -> Trainer:
@@ -126,7 +122,14 @@ class Trainer:
         folder = claim_folder(run_dir, Path(checkpoint))
         trainer = cls(cfg, folder, data, make_backend(cfg, data.vocab, device), first_batches=first, **kwargs)
         trainer._restore(ckpt)
+        trainer.origin = ckpt.meta.get("init_from")
         return trainer
+
+    @classmethod
+    def init_from(cls, checkpoint: Path, cfg: TrainConfig, run_dir: Path, **kwargs) -> Trainer:
+        """A new run of `cfg` (finetune.fine_tune_config) from the weights of `checkpoint`, not its optimizer:
+        the vocabulary extended by the new corpus's characters, new rows as core.training.finetune says."""
+        return finetune.start_run(cls, checkpoint, cfg, run_dir, **kwargs)
 
     @property
     def model(self):
@@ -165,6 +168,7 @@ class Trainer:
             "device": str(self.device),
             "precision": self.precision,
             "world_size": self.world,
+            **({"init_from": self.origin} if self.origin else {}),
         }
 
     def _elapsed(self) -> float:
@@ -250,6 +254,8 @@ class Trainer:
         c = self.cfg
         deadline = self._session_start + c.max_minutes * 60 if c.max_minutes > 0 else math.inf
         try:
+            if self._evaluate_first and p.step == 0:
+                self._evaluate_start()
             status = self._loop(deadline)
             if self._saved_step != p.step:
                 # A stop between evaluations: a final checkpoint. Its evaluation counts for the best
@@ -306,7 +312,7 @@ class Trainer:
                 reason = self._should_stop(deadline)
                 if reason:
                     return reason
-                batch = self._unk_dropout(batches[p.batch].to(self.device))
+                batch = unk_dropout(batches[p.batch].to(self.device), self.rare, c.unk_rate, c.seed, p.step)
                 out = self.backend.train_step(batch)
                 p.batch += 1
                 if out is None:
@@ -355,6 +361,7 @@ class Trainer:
                     grad_norm=grad_norm,
                     lr=self._lr(),
                     tokens_per_s=tokens_per_s,
+                    tokens_seen=p.tokens_seen,
                     elapsed_s=self._elapsed(),
                 )
                 mid_epoch_eval = c.eval_every and p.step % c.eval_every == 0 and p.batch < len(batches)
@@ -365,21 +372,6 @@ class Trainer:
             if self._scheduled_eval():
                 return "early_stopped"
         return "finished"
-
-    def _unk_dropout(self, batch):
-        """Show the model <unk> where it will meet it: characters seen once in train become <unk> with
-        probability unk_rate, in the targets and in the inputs that feed them back. The draw depends only
-        on (seed, step), so a resumed run replaces the same characters."""
-        rate = self.cfg.unk_rate
-        if rate <= 0:
-            return batch
-        gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed * 1_000_003 + self.progress.step)
-        draw = torch.rand(batch.targets.shape, generator=gen).to(batch.targets.device)
-        hit = self.rare[batch.targets] & (draw < rate) & batch.mask
-        targets = batch.targets.masked_fill(hit, UNK)
-        inputs = batch.inputs.clone()
-        inputs[:, 1:] = inputs[:, 1:].masked_fill(hit[:, :-1], UNK)
-        return replace(batch, inputs=inputs, targets=targets)
 
     def _lr(self) -> float:
         return self.backend.lr_holder.param_groups[0]["lr"]
@@ -397,6 +389,7 @@ class Trainer:
             epoch=epoch,
             batch=batch,
             step=p.step,
+            tokens_seen=p.tokens_seen,
             loss=train_loss,
             dev_loss=dev["dev_loss"],
             dev_ppl=dev["dev_ppl"],
@@ -407,6 +400,15 @@ class Trainer:
             scheduled=scheduled,
         )
         return dev
+
+    def _evaluate_start(self) -> None:
+        """A fine-tune's start on the new dev split: an eval event at step 0 that no schedule counts."""
+        self._evaluate_first = False
+        dev = self.evaluate_dev()
+        if self.origin is not None:
+            self.origin["dev_ppl_before"] = _finite(dev["dev_ppl"])
+        at = dict(epoch=0, batch=0, step=0, tokens_seen=0, lr=self._lr(), elapsed_s=self._elapsed())
+        self.emit("eval", **at, **dev, scheduled=False, initial=True)
 
     def _improves_best(self, dev: dict) -> bool:
         """A better dev perplexity than any evaluation before (NaN never is); it becomes the best."""
@@ -433,102 +435,6 @@ class Trainer:
         if improved or p.evals % c.save_every == 0:
             self.save(dev, best=improved)
         return c.patience > 0 and p.bad_evals >= c.patience
-
-
-# --- what a run needs before its first step ------------------------------------------------------------
-
-
-def epoch_batches(cfg: TrainConfig, data: RunData, epoch: int) -> list:
-    """This rank's batches of one epoch: a function of (seed, epoch) only, so a resumed run gets the same."""
-    batches = batches_for_mode(
-        data.train_ids,
-        cfg.seq_mode,
-        cfg.batch_size,
-        cfg.seq_len,
-        seed=cfg.seed,
-        epoch=epoch,
-        crops=cfg.crops_per_batch,
-    )
-    return dist.shard(batches, seed=cfg.seed, epoch=epoch)
-
-
-def fits_in_memory(cfg: TrainConfig, data: RunData, device: torch.device) -> list:
-    """Refuse, before the model is built, settings whose largest batch would not fit in the memory
-    available (core.training.budget); returns the first epoch's batches, which the estimate read."""
-    first = epoch_batches(cfg, data, 0)
-    shapes = [(b.inputs.shape[0], b.inputs.shape[1], b.tokens) for b in first] or [(1, 2, 1)]
-    eval_shape = budget.largest_scoring_batch([len(p) for p in data.dev_ids], budget.EVAL_BATCH)
-    budget.check_fits(budget.estimate(cfg, len(data.vocab), shapes, eval_shape), cfg.seq_mode, device)
-    return first
-
-
-# the characters a sample poem needs (core.generation.sampler.Sampler refuses a vocabulary without them)
-SAMPLE_NEEDS = "，。"
-
-
-def check_vocab(cfg: TrainConfig, data: RunData, source: str) -> None:
-    """The sample poem written at each evaluation needs "，" and "。": a vocabulary without them is refused
-    before training, not at the first evaluation, naming the cause (the corpus, or --min-freq)."""
-    if len(data.vocab) <= len(SPECIALS):  # the specials only: nothing to learn, and no checkpoint would load
-        raise PoemError(
-            f"{source}: --min-freq {cfg.min_freq} leaves no character in the vocabulary: lower it"
-        )
-    missing = [ch for ch in SAMPLE_NEEDS if ch not in data.vocab.stoi]
-    if not (cfg.sample_on_eval and dist.is_main() and missing):
-        return
-    marks = "".join(f"「{ch}」" for ch in missing)
-    in_train = any(ch in poem for ch in missing for poem in data.corpus.splits["train"])
-    cause = (
-        f"--min-freq {cfg.min_freq} leaves {marks} out of the vocabulary: lower it"
-        if in_train
-        else f"the vocabulary (train split) has no {marks}: train on punctuated poems"
-    )
-    raise PoemError(
-        f"{source}: {cause}, or pass --sample-on-eval false (the sample poem written at each evaluation "
-        "needs them)"
-    )
-
-
-def refuse_other_run(run_dir: Path, resumed: Path | None) -> None:
-    """A new run never adopts a folder that holds another run; a resumed run may continue in its own."""
-    folder = RunFolder(run_dir)
-    if resumed is not None and _same_folder(resumed.parent, run_dir):
-        return
-    what = folder.holds_run() if os.path.isdir(run_dir) else ""
-    if not what:
-        return
-    if resumed is None:
-        raise PoemError(
-            f"--run-dir {run_dir} holds another run ({what}): continue it with --resume "
-            f"{folder.pointer(LAST)}, or choose a new --run-dir"
-        )
-    raise PoemError(
-        f"--run-dir {run_dir} holds another run ({what}); --resume {resumed} continues its own run: leave "
-        "out --run-dir, or choose a new one"
-    )
-
-
-def claim_folder(run_dir: Path, resumed: Path | None) -> RunFolder:
-    """The run folder, created, writable and locked for this process (rank 0 under torchrun: the others
-    write nothing), and then (under the lock) checked again for another run."""
-    folder = RunFolder(run_dir)
-    if not dist.is_main():
-        return folder
-    prepare_folder(run_dir, "--run-dir")
-    folder.claim()
-    try:
-        refuse_other_run(run_dir, resumed)
-    except PoemError:
-        folder.release()
-        raise
-    return folder
-
-
-def _same_folder(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _finite(x: float) -> float | None:

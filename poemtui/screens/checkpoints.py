@@ -41,6 +41,10 @@ class CheckpointsScreen(Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter,g", "generate", "Write", id="checkpoints.generate"),
         Binding("r", "resume", "Resume", id="checkpoints.resume"),
+        Binding("f", "fine_tune", "Fine-tune", id="checkpoints.fine_tune"),
+        Binding("i", "inspect", "Inspect", id="checkpoints.inspect"),
+        Binding("space", "mark", "Mark", id="checkpoints.mark"),
+        Binding("c", "compare", "Compare", id="checkpoints.compare"),
         Binding("d,delete", "delete", "Delete", id="checkpoints.delete"),
         Binding("s", "sort", "Sort", id="checkpoints.sort"),
         Binding("ctrl+r", "rescan", "Refresh", id="checkpoints.refresh", show=False),
@@ -51,6 +55,7 @@ class CheckpointsScreen(Screen):
         self.entries: list[CheckpointEntry] = []
         self.sort_by = "ppl"
         self._by_key: dict[str, CheckpointEntry] = {}
+        self.marked: list[Path] = []  # run folders marked for comparison (space), in the order marked
         self._signature: tuple | None = None
         self._rescan_soon = Throttle(self, RESCAN_EVERY_S, self.rescan)
 
@@ -118,6 +123,8 @@ class CheckpointsScreen(Screen):
         )
         if bad:
             text += f" · [b $text-error]{bad} unreadable[/] (why: last column, and below)"
+        if self.marked:
+            text += f" · [b]{len(self.marked)} marked[/b] (c compares)"
         self.query_one("#summary", Static).update(text if has_any else "")
         if keep is not None and str(keep.path) in self._by_key:
             table.move_cursor(row=table.get_row_index(str(keep.path)))
@@ -142,8 +149,9 @@ class CheckpointsScreen(Screen):
                 Text(e.error or "", style=red),
             )
         batch = str(e.batch) if e.batch is not None else "–"
+        run = e.run or e.path.name
         return (
-            e.run or e.path.name,
+            Text("● " + run, style="bold") if e.path.parent in self.marked else run,
             str(e.epoch or "–"),
             batch,
             Text(number(e.dev_ppl), justify="right"),
@@ -177,11 +185,11 @@ class CheckpointsScreen(Screen):
     # --- actions ----------------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("generate", "resume", "delete"):
+        if action in ("generate", "resume", "delete", "fine_tune", "inspect", "mark"):
             entry = self.selected
             if entry is None:
                 return False
-            if action in ("generate", "resume") and not entry.readable:
+            if action in ("generate", "resume", "fine_tune", "inspect") and not entry.readable:
                 return None  # shown greyed out: this file cannot be used
         return True
 
@@ -203,6 +211,36 @@ class CheckpointsScreen(Screen):
         entry = self.selected
         if entry is not None and entry.readable:
             self.app.open_resume(entry)
+
+    def action_fine_tune(self) -> None:
+        entry = self.selected
+        if entry is not None and entry.readable:
+            self.app.open_fine_tune(entry)
+
+    def action_inspect(self) -> None:
+        entry = self.selected
+        if entry is not None and entry.readable:
+            self.app.open_inspect(entry.path)
+
+    def action_mark(self) -> None:
+        """Mark (or unmark) the highlighted checkpoint's run for comparison."""
+        entry = self.selected
+        if entry is None:
+            return
+        run = entry.path.parent
+        if run in self.marked:
+            self.marked.remove(run)
+        else:
+            self.marked.append(run)
+        self._signature = None  # redraw the rows with their marks
+        self.show_entries(self.entries)
+        self.query_one(DataTable).action_cursor_down()
+
+    def action_compare(self) -> None:
+        if len(self.marked) < 2:
+            self.notify("mark two runs or more with space first", title="Compare", severity="warning")
+            return
+        self.app.open_compare(list(self.marked))
 
     def action_delete(self) -> None:
         entry = self.selected

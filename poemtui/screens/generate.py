@@ -18,7 +18,7 @@ from textual.worker import get_current_worker
 
 from core.errors import PoemError
 from core.generation.sampler import Sampler
-from core.generation.settings import SampleSettings
+from core.generation.settings import RHYMING, SampleSettings
 from core.options import OptionError, brief
 from poemtui.dialogs.save_poems import SavePoemsDialog
 from poemtui.state import catalog
@@ -26,6 +26,7 @@ from poemtui.state.poems import append_poems, poems_file_text
 from poemtui.state.tones import ToneView, tone_view
 from poemtui.widgets.form_field import FormField
 from poemtui.widgets.poem_block import PoemBlock
+from poemtui.widgets.session_figures import SessionFigures
 
 SETTINGS = SampleSettings.specs()  # each option's label, kind, choices, range and help (declared once)
 OPTIONS = (
@@ -36,6 +37,7 @@ OPTIONS = (
     "form",
     "lines",
     "gelv",
+    "prosody",
     "rhyme",
     "acrostic",
     "seed",
@@ -117,6 +119,7 @@ class GenerateScreen(Screen):
             for name in OPTIONS:
                 yield option_field(name)
         yield Static("", id="option-help")
+        yield SessionFigures(id="session-figures")
         with VerticalScroll(id="poems"):
             yield Static(
                 "[dim]Poems you write appear here, newest first. ctrl+s saves them to a text file.[/dim]",
@@ -194,6 +197,7 @@ class GenerateScreen(Screen):
             model.set_class(True, "-error")
         else:
             model.set_class(False, "-error")
+            self.query_one(SessionFigures).set_checkpoint(path)
             model.update(
                 Text.assemble(
                     ("writing with ", "dim"),
@@ -223,7 +227,7 @@ class GenerateScreen(Screen):
                 problems[name] = brief(str(exc))
         if values.get("form") not in REGULAR_FORMS:
             values["lines"] = None  # the Select keeps its value while disabled
-        if not values.get("gelv"):
+        if not values.get("gelv") and values.get("prosody") not in RHYMING:
             values["rhyme"] = None
         problems = problems or {k: brief(v) for k, v in SampleSettings.problems(values).items()}
         if problems:
@@ -280,11 +284,18 @@ class GenerateScreen(Screen):
             self.query_one("#field-lines", Select).disabled = str(event.value) not in REGULAR_FORMS
         elif event.select.id == "field-gelv":
             self.gelv_switched(str(event.value) == "on")
+        elif event.select.id == "field-prosody":
+            self.query_one("#field-rhyme", Input).disabled = not self.rhymes()
         self.check_soon()
+
+    def rhymes(self) -> bool:
+        """A rhyme group applies: 格律 on, or a rhyming prosody mode."""
+        gelv = str(self.query_one("#field-gelv", Select).value) == "on"
+        return gelv or str(self.query_one("#field-prosody", Select).value) in RHYMING
 
     def gelv_switched(self, on: bool) -> None:
         """格律 on: a regular form (the free or auto form becomes 5, and says so), rhyme and tones shown."""
-        self.query_one("#field-rhyme", Input).disabled = not on
+        self.query_one("#field-rhyme", Input).disabled = not self.rhymes()
         if not on:
             return
         form = self.query_one("#field-form", Select)
@@ -356,6 +367,7 @@ class GenerateScreen(Screen):
         self, generation: int, texts: list[str], scores: list[float], views: list[ToneView]
     ) -> None:
         self.blocks[generation].finish(texts, scores, views)
+        self.query_one(SessionFigures).set_poems([t for b in self.history() for t in b.texts])
 
     def _failed(self, generation: int, message: str) -> None:
         self.blocks[generation].fail(message)
@@ -399,6 +411,7 @@ class GenerateScreen(Screen):
             block.remove()
         self.blocks.clear()
         self.query_one("#poems-empty").display = True
+        self.query_one(SessionFigures).set_poems([])
 
 
 def _label(path: Path, root: Path) -> str:

@@ -21,7 +21,7 @@ PRESET_TEXT = {
     "quantangshi": "全唐诗's regular poems, a 2×512 LSTM: about 20 minutes on 2 CPU cores (test ppl 93)",
 }
 COLUMNS = {
-    "Data": ("corpus", "corpus_file", "seq_mode", "seq_len", "batch_size", "run_name"),
+    "Data": ("corpus", "corpus_file", "seq_mode", "seq_len", "batch_size", "run_name", "init_from"),
     "Model and optimizer": ("embed_size", "hidden_size", "num_layers", "dropout", "optimizer", "lr"),
     "Schedule": ("epochs", "patience", "eval_every", "save_every", "device"),
 }
@@ -79,6 +79,8 @@ class TrainFormScreen(Screen):
             return "automatic"
         if name == "corpus_file":
             return "path/to/poems.txt"
+        if name == "init_from":
+            return "new weights (f on a checkpoint)"
         return ""
 
     def on_mount(self) -> None:
@@ -102,6 +104,9 @@ class TrainFormScreen(Screen):
         entry, self.app.resume_request = self.app.resume_request, None
         if entry is not None:
             self.set_resume(entry)
+        entry, self.app.fine_tune_request = self.app.fine_tune_request, None
+        if entry is not None:
+            self.set_fine_tune(entry)
 
     # --- values --------------------------------------------------------------------------------------------
 
@@ -164,7 +169,7 @@ class TrainFormScreen(Screen):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "field-preset":
-            if not self._filling and self.resume_entry is None:
+            if not self._filling and self.resume_entry is None and not self.fine_tuning:
                 self.apply_preset(str(event.value))
             return
         if event.select.id == "field-optimizer":
@@ -176,6 +181,8 @@ class TrainFormScreen(Screen):
             self.validate()
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "field-init_from" and not self._filling:
+            self._sync_visibility()
         if not self._filling:
             self.validate()
 
@@ -202,6 +209,11 @@ class TrainFormScreen(Screen):
         fields["seq_len"].control.disabled = (
             fields["seq_mode"].text not in opts.CROPPED_MODES or self.resume_entry is not None
         )
+        if self.resume_entry is None:  # a fine-tune's model shape is its checkpoint's (and no preset)
+            tuned = self.fine_tuning
+            for name in opts.FINE_TUNE_FIXED:
+                fields[name].control.disabled = tuned
+            self.query_one("#preset-row").display = not tuned
 
     # --- resume -----------------------------------------------------------------------------------------
 
@@ -238,6 +250,28 @@ class TrainFormScreen(Screen):
         self.query_one("#field-epochs", Input).focus()
         self.sub_title = "resume a run"
         self.refresh_bindings()
+        self.validate()
+
+    # --- fine-tune ------------------------------------------------------------------------------------------
+
+    @property
+    def fine_tuning(self) -> bool:
+        return bool(self.query_one("#row-init_from", FormField).text.strip())
+
+    def set_fine_tune(self, entry: CheckpointEntry) -> None:
+        """A new run from the weights of `entry` (core.train --init-from): its settings, the fine-tuning
+        schedule; the corpus, schedule and name stay editable, the model's shape is the checkpoint's."""
+        if self.resume_entry is not None:
+            self.action_new_run()
+        self.fill(opts.fine_tune_values(entry.train, entry.model, entry.path))
+        ppl = entry.dev_ppl
+        self.show_banner(
+            f"[b]Fine-tuning[/b] from {entry.label}{f' (dev ppl {ppl:.2f})' if ppl else ''}: its weights and "
+            "model, a fresh optimizer. Pick the corpus (a file of your poems: corpus = file) and start. "
+            "[dim]clear “Start from” for new weights[/dim]"
+        )
+        self.sub_title = "fine-tune a checkpoint"
+        self.query_one("#field-corpus", Select).focus()
         self.validate()
 
     def action_new_run(self) -> None:
@@ -284,6 +318,9 @@ class TrainFormScreen(Screen):
         run_name = str(self.values.get("run_name") or "")
         preset = self.query_one("#row-preset", FormField).text
         options = opts.train_options(self.values, resume=resume is not None, preset=preset)
+        if options.get("init_from"):
+            self.show_banner("")
+            self.sub_title = "configure a run"
         started = self.app.start_training(options, run_name=run_name, resume=resume)
         if started and resume is not None:
             self.action_new_run()  # the form is ready for a new run when the user comes back

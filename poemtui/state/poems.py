@@ -20,6 +20,9 @@ def settings_line(settings: dict) -> str:
     parts.append(f"form {form}")
     if settings.get("gelv"):
         parts.append(f"格律, rhyme {settings['rhyme']}" if settings.get("rhyme") else "格律")
+    elif settings.get("prosody", "none") != "none":
+        rhyme = f", rhyme {settings['rhyme']}" if settings.get("rhyme") else ""
+        parts.append(f"prosody {settings['prosody']}{rhyme}")
     parts += [
         f"τ {settings.get('temperature')}",
         f"top-k {settings.get('top_k')}",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from core.corpus.buckets import CROPPED_MODES
 from core.options import OptionError, brief
-from core.training.settings import DEFAULT_LR, PRESETS, RESUME_OVERRIDABLE, TrainConfig
+from core.training.settings import DEFAULT_LR, FINE_TUNE, PRESETS, RESUME_OVERRIDABLE, TrainConfig
 
 CORPORA = ("tang300", "quantangshi", "file")
 DEVICES = ("auto", "cpu", "cuda")
@@ -56,8 +56,18 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "run_name", "Run name", "text", optional=True, help="the run's folder; blank: date-corpus-optimizer"
     ),
+    Field(
+        "init_from",
+        "Start from",
+        "text",
+        optional=True,
+        help="a checkpoint (or run folder) to fine-tune: its weights and model shape, a fresh optimizer "
+        "(core.train --init-from); blank: new weights",
+    ),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
+# The fields a fine-tune takes from its checkpoint (shown, not editable): core.training.finetune.FIXED_MODEL
+FINE_TUNE_FIXED = ("embed_size", "hidden_size", "num_layers")
 CONFIG_FIELDS = tuple(f.name for f in FIELDS if f.name in TrainConfig.__dataclass_fields__)
 RUN_NAME_OK = re.compile(r"^[\w.\-]+$")
 
@@ -72,6 +82,18 @@ def preset_values(name: str) -> dict[str, object]:
     else:
         values["corpus_file"] = ""
     values["run_name"] = ""
+    return values
+
+
+def fine_tune_values(train: dict, model: dict, path: Path) -> dict[str, object]:
+    """The form's values to fine-tune the checkpoint at `path` (its `train` and `model` metadata): its
+    settings with the fine-tuning schedule (core.training.settings.FINE_TUNE), its model shape, on tang300
+    until the user names another corpus."""
+    values = preset_values(FIRST_RUN_PRESET)
+    values.update({k: v for k, v in {**train, **FINE_TUNE}.items() if k in CONFIG_FIELDS})
+    values.update({k: model[k] for k in FINE_TUNE_FIXED if k in model})
+    values["corpus"], values["corpus_file"] = "tang300", ""
+    values["init_from"] = str(path)
     return values
 
 
@@ -129,6 +151,8 @@ def check(
     device = str(values.get("device", "auto"))
     if device.startswith("cuda") and "device" not in problems and not _ask(cuda_available):
         problems["device"] = "no CUDA device here (this torch build or machine has none)"
+    if not resume and values.get("init_from"):
+        problems.update(_check_init_from(str(values["init_from"])))
     name = str(values.get("run_name") or "")
     if name and not resume:
         if not RUN_NAME_OK.match(name) or name.startswith("."):
@@ -153,6 +177,18 @@ def _check_corpus_file(path_text: str) -> dict[str, str]:
     return {}
 
 
+def _check_init_from(path_text: str) -> dict[str, str]:
+    from core.errors import PoemError
+    from core.runs.checkpoint import read_meta
+    from core.runs.folder import resolve_checkpoint
+
+    try:
+        read_meta(resolve_checkpoint(Path(path_text).expanduser()))
+    except (PoemError, OSError, ValueError) as exc:
+        return {"init_from": brief(str(exc))}
+    return {}
+
+
 def train_options(
     values: dict[str, object], *, resume: bool = False, preset: str | None = None
 ) -> dict[str, object]:
@@ -161,8 +197,13 @@ def train_options(
     rate schedule, precision, tied embeddings, <unk> training, …) stay the preset's, not TrainConfig's."""
     if resume:
         return {k: values[k] for k in RESUMABLE if k in values}
-    options = {"preset": preset} if preset else {}
+    init_from = str(values.get("init_from") or "")
+    options = {"preset": preset} if preset and not init_from else {}
     options.update({k: values[k] for k in CONFIG_FIELDS if k in values})
+    if init_from:  # the checkpoint fixes the model's shape: core.train takes it from there
+        options["init_from"] = str(Path(init_from).expanduser().resolve())
+        for name in FINE_TUNE_FIXED:
+            options.pop(name, None)
     if values.get("corpus") == "file":
         options["corpus"] = str(Path(str(values["corpus_file"])).expanduser().resolve())
     if values.get("seq_mode") not in CROPPED_MODES:

@@ -11,6 +11,7 @@ from textual.widgets import Static
 from core.corpus.buckets import CROPPED_MODES
 from core.runs.metrics import read_events
 from poemtui.state.catalog import CheckpointEntry, human_date, human_size
+from poemtui.state.judgement import judgement_rows, read_judgement
 from poemtui.widgets.format import duration, number, rate
 from poemtui.widgets.run_chart import RunChart
 
@@ -96,20 +97,25 @@ class CheckpointDetail(Vertical):
     DEFAULT_CSS = """
     CheckpointDetail { height: 1fr; }
     CheckpointDetail #detail-info { height: auto; }
+    CheckpointDetail #detail-judge { height: auto; margin-top: 1; }
     CheckpointDetail RunChart { height: 1fr; min-height: 8; }
     """
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._curves: dict[str, tuple[tuple[int, int], list, list]] = {}
+        self._entry: CheckpointEntry | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="detail-info")
+        yield Static("", id="detail-judge")
         yield RunChart(id="detail-chart", empty_text="this run has no metrics.jsonl to plot")
 
     def show(self, entry: CheckpointEntry | None) -> None:
         info = self.query_one("#detail-info", Static)
         chart = self.query_one(RunChart)
+        self._entry = entry
+        self.refresh_judgement()
         if entry is None:
             info.update("")
             chart.display = False
@@ -118,6 +124,13 @@ class CheckpointDetail(Vertical):
         chart.display = entry.readable
         if entry.readable:
             chart.show(*self.curves(entry))
+
+    def refresh_judgement(self) -> None:
+        """The saved judge result of the shown checkpoint (poemtui.state.judgement), if there is one."""
+        panel = self.query_one("#detail-judge", Static)
+        doc, current = read_judgement(self._entry.path) if self._entry and self._entry.readable else (None, 0)
+        panel.display = doc is not None
+        panel.update(_table(judgement_rows(doc, current)) if doc else "")
 
     def curves(self, entry: CheckpointEntry) -> tuple[list, list]:
         """(losses, evals) of the entry's run, re-read only when its metrics.jsonl changed."""
