@@ -65,6 +65,9 @@ COMMANDS = {
     "experiments": ("core.experiments.__main__", True),
     "corpus": ("core.corpus.__main__", False),
     "gelv": ("core.gelv.__main__", False),
+    "judge": ("core.judge", True),
+    "inspect": ("core.inspect.__main__", True),
+    "runs": ("core.runs.__main__", True),
 }
 
 

@@ -1,7 +1,7 @@
 """The tests' command runner (tests/conftest.py: run_cli) runs what `python -m core.<command>` runs, and
 leaves this process as it found it. Each command's own tests use it; each also has one subprocess smoke
 test (test_train, test_evaluate, test_sample, test_gradcheck, test_bench, test_corpus_cli, test_gelv_cli,
-test_experiments, test_native for core.lstm)."""
+test_experiments, test_judge, test_inspect, test_runs_compare, test_native for core.lstm)."""
 
 from __future__ import annotations
 
