@@ -1,4 +1,5 @@
-"""Fixtures shared by the engine tests: small real training runs on the real tang300 corpus."""
+"""Fixtures shared by the engine tests: small real training runs on the real tang300 corpus, each trained
+once per session (per xdist worker) and shared by every test that reads it."""
 
 from __future__ import annotations
 
@@ -48,3 +49,12 @@ def tiny_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_run) -> Path:
     return tiny_run / "best.safetensors"
+
+
+@pytest.fixture(scope="session")
+def short_run_checkpoint(tmp_path_factory) -> Path:
+    """last.safetensors of a run stopped after 3 steps (no evaluation, no sample): the real checkpoint the
+    reliability tests take apart. Read-only: copy it before changing it."""
+    run_dir = tmp_path_factory.mktemp("runs") / "short"
+    train_tiny(run_dir, max_steps=3, eval_every=0, sample_on_eval=False)
+    return run_dir / "last.safetensors"

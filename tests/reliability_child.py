@@ -5,10 +5,6 @@ python tests/reliability_child.py saver RUN_DIR
     checkpoints into RUN_DIR in a loop, the way the trainer does (core.runs.checkpoint.save_checkpoint, then
     atomic_link for last and best, then retention), until it is killed. The zygote prints the child's
     pid, waits for it, and prints "exit <status>". Forking saves the second of start-up per kill.
-
-python tests/reliability_child.py train-nan-eval ARGS...
-    `python -m core.train ARGS...`, with the model's logits made NaN during the first evaluation
-    (a fault injected the way a diverging model would show it: NaN dev loss).
 """
 
 from __future__ import annotations
@@ -49,7 +45,7 @@ def _save_forever(run_dir: Path, corpus, vocab) -> None:
     last = run_dir / f"last{ck.EXT}"
     step = ck.read_meta(last)["progress"]["step"] if last.exists() else 0
     torch.manual_seed(step)
-    cfg = ModelConfig(vocab_size=len(vocab), embed_size=128, hidden_size=128, num_layers=1, dropout=0.0)
+    cfg = ModelConfig(vocab_size=len(vocab), embed_size=64, hidden_size=64, num_layers=1, dropout=0.0)
     model = PoetryLM(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
@@ -111,34 +107,9 @@ def saver(run_dir: Path) -> None:
         print("exit", status, flush=True)
 
 
-def train_nan_eval(argv: list[str]) -> None:
-    import torch
-
-    from core import train
-    from core.cli import run
-    from core.model import PoetryLM
-
-    forward = PoetryLM.forward
-    evaluations = {"seen_train": False, "poisoned": 0}
-
-    def poisoned_forward(self, inputs, *args, **kwargs):
-        logits, state = forward(self, inputs, *args, **kwargs)
-        if self.training:
-            evaluations["seen_train"] = True
-        elif evaluations["seen_train"] and evaluations["poisoned"] == 0:
-            logits = logits * torch.tensor(float("nan"))
-            evaluations["poisoned"] = 1
-        return logits, state
-
-    PoetryLM.forward = poisoned_forward
-    run(train.main, argv)
-
-
 if __name__ == "__main__":
     command, *rest = sys.argv[1:]
     if command == "saver":
         saver(Path(rest[0]))
-    elif command == "train-nan-eval":
-        train_nan_eval(rest)
     else:
         sys.exit(f"unknown command {command}")

@@ -1,5 +1,7 @@
 """The report's experiments on the real tang300 corpus: tiny optimizer runs (skip, resume, outputs) and the
-numbers that show why zero initialisation fails."""
+numbers that show why zero initialisation fails. The `experiment` fixture is the subprocess smoke test of
+`python -m core.experiments`; the other calls run the command in this process (its training runs are
+still `python -m core.train` children, as always)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import run_python
+from conftest import assert_user_error, run_cli, run_cli_process
 
 from core.errors import PoemError
 from core.experiments import (
@@ -22,7 +24,6 @@ from core.experiments import (
     plan_optimizer_runs,
     run_state,
 )
-from core.experiments.__main__ import main as experiments_main
 from core.experiments.launch import exclusive
 from core.experiments.optimizers import next_lr
 from core.experiments.runs import parse_extra_flags
@@ -34,10 +35,9 @@ TINY = ["--hidden-size", "16", "--embed-size", "16", "--batch-size", "16"]  # pa
 STEPS = 4
 
 
-def run_optimizers(checkpoints, out, *more, optimizers="adam,sgd", steps=STEPS):
-    return run_python(
-        "-m",
-        "core.experiments",
+def run_optimizers(checkpoints, out, *more, optimizers="adam,sgd", steps=STEPS, runner=run_cli):
+    return runner(
+        "experiments",
         "optimizers",
         "--corpus",
         "tang300",
@@ -55,7 +55,6 @@ def run_optimizers(checkpoints, out, *more, optimizers="adam,sgd", steps=STEPS):
         str(out),
         *TINY,
         *more,
-        timeout=180,
     )
 
 
@@ -75,9 +74,8 @@ def tiny_plan(checkpoints, steps=STEPS, **fields) -> Plan:
 def experiment(tmp_path_factory):
     """Two optimizers trained for a few steps by the real command; its JSON answer and folders."""
     root = tmp_path_factory.mktemp("experiment")
-    proc = run_optimizers(root / "checkpoints", root / "out", "--json", "--jobs", "2")
-    assert proc.returncode == 0, proc.stderr
-    return root, json.loads(proc.stdout)
+    proc = run_optimizers(root / "checkpoints", root / "out", "--json", "--jobs", "2", runner=run_cli_process)
+    return root, proc.json()
 
 
 def test_each_optimizer_is_an_ordinary_run_with_the_same_start(experiment):
@@ -135,8 +133,8 @@ def test_a_second_call_skips_finished_runs(experiment, tmp_path):
         == []
     )
     proc = run_optimizers(tmp_path / "checkpoints", tmp_path / "out")
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.count("done, skipped") == 2
+    assert proc.status == 0, proc.err
+    assert proc.err.count("done, skipped") == 2
     assert [m.read_bytes() for m in metrics] == before
 
 
@@ -165,7 +163,7 @@ def test_a_run_without_done_is_resumed_and_a_larger_budget_continues(experiment,
     bigger = tiny_plan(tmp_path / "checkpoints", steps=STEPS + 2)
     assert [run_state(s) for s in optimizer_specs(bigger, ["adam", "sgd"])] == ["resume", "resume"]
     proc = run_optimizers(tmp_path / "checkpoints", tmp_path / "out", optimizers="adam", steps=STEPS + 2)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.status == 0, proc.err
     events = read_events(runs / "adam")
     assert events[-1]["event"] == "done" and events[-1]["step"] == STEPS + 2
     steps = [e["step"] for e in events if e["event"] == "batch"]
@@ -193,14 +191,12 @@ def test_a_time_budget_resumes_with_the_time_left(experiment):
 
 
 @pytest.mark.slow  # three child trainings, ~15 s on a busy machine
-def test_lr_sweep_picks_the_best_and_writes_its_table(tmp_path):
-    proc = run_python(
-        "-m", "core.experiments", "lr-sweep", "--corpus", "tang300", "--optimizer", "sgd", "--lrs", "0.3,1",
-        "--budget-steps", "2", "--extend", "0", "--threads", "1", "--checkpoints", str(tmp_path / "ck"),
-        "--out", str(tmp_path / "out"), "--json", *TINY, timeout=180,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    sweep = json.loads(proc.stdout)
+def test_lr_sweep_picks_the_best_and_writes_its_table(tmp_path, cli):
+    sweep = cli(
+        "experiments", "lr-sweep", "--corpus", "tang300", "--optimizer", "sgd", "--lrs", "0.3,1",
+        "--budget-steps", "2", "--extend", "0", "--threads", "1", "--jobs", "2",
+        "--checkpoints", tmp_path / "ck", "--out", tmp_path / "out", "--json", *TINY,
+    ).json()  # fmt: skip
     runs = sweep["optimizers"]["sgd"]["runs"]
     assert [r["lr"] for r in runs] == [0.3, 1.0] and all(r["status"] == "max_steps" for r in runs)
     best = min(runs, key=lambda r: r["best_dev_ppl"])
@@ -224,31 +220,35 @@ def test_the_grid_grows_past_an_end_that_wins():
     "args, needle",
     [([], "budget"), (["--budget-steps", "2", "--run-dir", "x"], "--run-dir")],
 )
-def test_user_mistakes_exit_2_in_one_line(args, needle, tmp_path):
-    proc = run_python("-m", "core.experiments", "optimizers", "--checkpoints", str(tmp_path), *args)
-    assert proc.returncode == 2, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr
+def test_user_mistakes_exit_2_in_one_line(args, needle, tmp_path, cli):
+    assert_user_error(cli("experiments", "optimizers", "--checkpoints", tmp_path, *args), needle)
     assert not (tmp_path / "experiments").exists()
 
 
-def test_unknown_training_flags_and_optimizers_are_refused(tmp_path):
+def test_unknown_training_flags_and_optimizers_are_refused(tmp_path, cli):
     with pytest.raises(SystemExit) as exc:
         parse_extra_flags(["--hidden-sise", "8"])
     assert exc.value.code == 2
-    with pytest.raises(PoemError, match="lion"):
-        experiments_main(
-            ["optimizers", "--budget-steps", "2", "--optimizers", "adam,lion", "--checkpoints", str(tmp_path)]
-        )
+    argv = ["optimizers", "--budget-steps", "2", "--checkpoints", tmp_path]
+    assert_user_error(cli("experiments", *argv, "--optimizers", "adam,lion"), "lion")
+    assert_user_error(cli("experiments", *argv, "--hidden-sise", "8"), "--hidden-sise")
     assert not (tmp_path / "experiments").exists()
 
 
-def test_two_processes_never_train_the_same_runs(tmp_path):
+def test_two_processes_never_train_the_same_runs(tmp_path, cli):
     folder = tmp_path / "experiments" / "optimizers-tang300"
-    # as another experiment process would hold it
-    with exclusive({folder}), pytest.raises(PoemError, match="in use"):
-        experiments_main(
-            ["optimizers", "--budget-steps", "2", "--optimizers", "adam", "--checkpoints", str(tmp_path)]
+    with exclusive({folder}):  # as another experiment process would hold it
+        out = cli(
+            "experiments",
+            "optimizers",
+            "--budget-steps",
+            "2",
+            "--optimizers",
+            "adam",
+            "--checkpoints",
+            tmp_path,
         )
+    assert_user_error(out, "in use")
     assert not (folder / "adam").exists()
 
 
@@ -296,7 +296,7 @@ def test_zero_init_keeps_every_hidden_unit_identical(init_result):
     assert summary["default"]["max_grad_norm_but_head_bias"] > 0
 
 
-def test_init_results_are_reused_and_written(init_result, tmp_path, capsys):
+def test_init_results_are_reused_and_written(init_result, tmp_path, cli):
     _, cache, result = init_result
     checkpoints = tmp_path / "checkpoints"
     copy = checkpoints / "experiments" / "init-tang300"  # where the command keeps its per-scheme results
@@ -304,8 +304,7 @@ def test_init_results_are_reused_and_written(init_result, tmp_path, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in copy.glob("*.json")}
     argv = ["init", "--schemes", "zeros,default", "--steps", "3", "--embed-size", "8", "--hidden-size", "8"]
     argv += ["--checkpoints", str(checkpoints), "--out", str(tmp_path / "out"), "--json", "--quiet"]
-    assert experiments_main(argv) == 0
-    printed = json.loads(capsys.readouterr().out)
+    printed = cli("experiments", *argv).json()
     assert printed["schemes"] == result["schemes"]  # read back, not trained again
     assert {p.name: p.stat().st_mtime_ns for p in copy.glob("*.json")} == before
     table = (tmp_path / "out" / "init-tang300.md").read_text(encoding="utf-8")

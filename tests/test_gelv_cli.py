@@ -1,10 +1,10 @@
-"""`python -m core.gelv` as a user runs it: one JSON object, exit 2 with one line on bad input."""
+"""`python -m core.gelv` as a user runs it: one JSON object, exit 2 with one line on bad input. The first
+test is the command's subprocess smoke test; the others run it in this process (tests/conftest.py)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from conftest import assert_user_error
 
 from core.gelv.report import tang300_poems
 
@@ -14,23 +14,18 @@ def deng_guan_que_lou():
     return next(p["text"] for p in tang300_poems() if p["title"] == "登鹳雀楼")
 
 
-def test_check_json(python_subprocess, deng_guan_que_lou):
-    proc = python_subprocess("-m", "core.gelv", deng_guan_que_lou, "--json")
-    assert proc.returncode == 0, proc.stderr
-    (line,) = proc.stdout.splitlines()
-    out = json.loads(line)
+def test_check_json(cli_process, deng_guan_que_lou):
+    out = cli_process("gelv", deng_guan_que_lou, "--json").json()
     assert out["passed"] is True and out["rhyme_ok"] is True and out["faults"] == []
     assert out["pattern"] == "五绝·仄起·首句不入韵" and out["rhyme_group"] == "尤"
     assert [len(t) for t in out["tones"]] == [5, 5, 5, 5]
     assert out["text"].startswith("白日依山尽，")
 
 
-def test_check_human_output_and_stdin(python_subprocess, deng_guan_que_lou):
-    proc = python_subprocess("-c", "import sys, runpy; sys.argv=['core.gelv', '-']; "
-                             f"sys.stdin=__import__('io').StringIO({deng_guan_que_lou!r}); "
-                             "runpy.run_module('core.gelv', run_name='__main__')")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert "五绝·仄起·首句不入韵" in proc.stdout and "passed" in proc.stdout and "◎" in proc.stdout
+def test_check_human_output_and_stdin(cli, deng_guan_que_lou):
+    proc = cli("gelv", "-", stdin=deng_guan_que_lou)
+    assert proc.status == 0, proc.err
+    assert "五绝·仄起·首句不入韵" in proc.out and "passed" in proc.out and "◎" in proc.out
 
 
 @pytest.mark.parametrize(
@@ -42,26 +37,19 @@ def test_check_human_output_and_stdin(python_subprocess, deng_guan_que_lou):
         (["--json"], "error"),
     ],
 )
-def test_user_mistakes_exit_2_in_one_line(python_subprocess, args, says):
-    proc = python_subprocess("-m", "core.gelv", *args)
-    assert proc.returncode == 2
-    assert proc.stdout == ""
-    assert len(proc.stderr.strip().splitlines()) == 1 and says in proc.stderr
+def test_user_mistakes_exit_2_in_one_line(cli, args, says):
+    assert_user_error(cli("gelv", *args), says)
 
 
-def test_coverage_json(python_subprocess):
-    proc = python_subprocess("-m", "core.gelv", "coverage", "--corpus", "tang300", "--json")
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+def test_coverage_json(cli):
+    out = cli("gelv", "coverage", "--corpus", "tang300", "--json").json()
     assert out["corpora"]["tang300"]["tone_known"]["characters"] > 0.98
     assert out["table"]["strains"]["agreement_per_occurrence"] > 0.99
 
 
-def test_validate_on_the_test_split(python_subprocess):
+def test_validate_on_the_test_split(cli):
     """Real regulated verse mostly passes; the same characters shuffled almost never do."""
-    proc = python_subprocess("-m", "core.gelv", "validate", "--json")
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    out = cli("gelv", "validate", "--json").json()
     summary = out["summary"]
     assert summary["poems"] > 1000 and summary["regular"] == summary["poems"]
     assert summary["passed"] > 0.6 and summary["rhyme_rate"] > 0.8

@@ -18,12 +18,9 @@ def gelv():
     return Gelv.load()
 
 
-def test_rebuilding_from_the_sources_gives_the_committed_table(python_subprocess, tmp_path):
+def test_rebuilding_from_the_sources_gives_the_committed_table(cli, tmp_path):
     out = tmp_path / "tones.json"
-    source = str(package_dir())
-    proc = python_subprocess("-m", "core.gelv", "build-data", "--source", source, "--out", str(out), "--json")
-    assert proc.returncode == 0, proc.stderr
-    figures = json.loads(proc.stdout)
+    figures = cli("gelv", "build-data", "--source", package_dir(), "--out", out, "--json").json()
     assert figures["keys"] == len(json.loads(TABLE_PATH.read_text(encoding="utf-8"))["chars"])
     assert out.read_text(encoding="utf-8") == TABLE_PATH.read_text(encoding="utf-8")
 

@@ -1,11 +1,8 @@
 """The hand-derived gradients (core.reference.numpy_lm) against torch autograd; the core.gradcheck command."""
 
-import json
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from conftest import assert_user_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -93,16 +90,9 @@ def test_property_random_shapes(layers, batch, max_len, embed, hidden, vocab, te
         assert rel_error(grads[name], reference[name]) <= TOLERANCE, name
 
 
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "core.gradcheck", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-def test_cli_json_report():
-    out = run_cli("--json", "--layers", "2", "--batch", "3", "--fd-samples", "2")
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)  # exactly one JSON object
+def test_cli_json_report(cli_process):
+    """The subprocess smoke test of `python -m core.gradcheck`."""
+    report = cli_process("gradcheck", "--json", "--layers", "2", "--batch", "3", "--fd-samples", "2").json()
     assert report["passed"] is True
     assert report["max_rel_error"] <= TOLERANCE
     expected = {"embedding.weight", "head.weight", "head.bias"} | {
@@ -114,7 +104,5 @@ def test_cli_json_report():
     assert report["shapes"]["layers"] == 2
 
 
-def test_cli_rejects_a_bad_flag_in_one_line():
-    out = run_cli("--layers", "0")
-    assert out.returncode == 2
-    assert len(out.stderr.strip().splitlines()) == 1
+def test_cli_rejects_a_bad_flag_in_one_line(cli):
+    assert_user_error(cli("gradcheck", "--layers", "0"), "--layers")

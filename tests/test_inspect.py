@@ -8,6 +8,7 @@ import json
 import math
 
 import pytest
+from conftest import assert_user_error
 
 from core.inspection import Inspector
 from core.inspection.units import cache_path, targets
@@ -92,9 +93,9 @@ def test_the_command_json(tiny_checkpoint, capsys):
     assert "layer 0 unit 1" in text and "‖∂L/∂h_t‖" in text
 
 
-def test_the_command_refuses_in_one_line(tiny_checkpoint, python_subprocess, tmp_path):
-    bad = python_subprocess("-m", "core.inspect", str(tiny_checkpoint), POEM, "--poems", "0")
-    assert bad.returncode == 2 and "--poems" in bad.stderr and "Traceback" not in bad.stderr
+def test_the_command_refuses_in_one_line(tiny_checkpoint, cli, python_subprocess, tmp_path):
+    assert_user_error(cli("inspect", tiny_checkpoint, POEM, "--poems", "0"), "--poems")  # in process
+    # the subprocess smoke test of python -m core.inspect: a real start-up, exit status and stderr
     missing = python_subprocess("-m", "core.inspect", str(tmp_path / "none.safetensors"), POEM)
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1

@@ -201,3 +201,25 @@ def test_the_tiled_transpose_copies_what_torch_copies(loops, dtype, shape):
     w = torch.randn(*shape).to(dtype)
     copied = core.lstm.matmul.contiguous(w.t())
     assert copied.is_contiguous() and torch.equal(copied, w.t().contiguous())
+
+
+@needs_compiler
+def test_the_tiled_transpose_shares_its_tiles_between_threads(loops):
+    """The suite runs on one torch thread (tests/conftest.py); the tiles of a large copy are shared among
+    torch's threads (at::parallel_for, grain 1), so that path is tried here on two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        w = torch.randn(2048, 512)
+        copied = core.lstm.matmul.contiguous(w.t())
+    finally:
+        torch.set_num_threads(threads)
+    assert copied.is_contiguous() and torch.equal(copied, w.t().contiguous())
+
+
+def test_python_m_core_lstm_builds_and_says_which_loops(cli_process):
+    """The subprocess smoke test of `python -m core.lstm` (the set-up's build step)."""
+    out = cli_process("lstm")
+    assert out.status == 0, out.err
+    expected = "built and loaded" if shutil.which("c++") else "unavailable, Python loops"
+    assert out.out.strip() == f"compiled LSTM loops: {expected}"

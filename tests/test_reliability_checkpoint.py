@@ -1,9 +1,9 @@
 """Loading a checkpoint never runs code, and a hostile or broken file is one clear line (issue 8, items 1-2).
 
 Every entry point that accepts a checkpoint is tried: core.runs.checkpoint.load_checkpoint and read_meta in
-process, and `python -m core.evaluate`, `python -m core.generate`, `python -m core.train --resume` (in
-process through core.cli.run, and as real subprocesses). The hostile `.pt` files are real exploits: a
-control test shows that torch.load(weights_only=False) runs their payload.
+process, and `python -m core.evaluate`, `python -m core.generate`, `python -m core.train --resume` (every
+file through each command in process, through core.cli.run; and once each as real subprocesses). The hostile
+`.pt` files are real exploits: a control test shows that torch.load(weights_only=False) runs their payload.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import os
 import pickle
 import random
 import shlex
-import signal
 import struct
 import subprocess
 import sys
@@ -25,13 +24,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_fixtures import train_tiny
+from conftest import COMMANDS, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from core.cli import run as cli_run
 from core.errors import CheckpointError, PoemError
 from core.runs import checkpoint as ck
 from core.runs import validate
@@ -56,11 +54,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def real(tmp_path_factory) -> Path:
-    """last.safetensors of a real (tiny) training run on tang300."""
-    run = tmp_path_factory.mktemp("reliability") / "run"
-    train_tiny(run, max_steps=3, eval_every=0, sample_on_eval=False)
-    return run / "last.safetensors"
+def real(short_run_checkpoint) -> Path:
+    """last.safetensors of a real (tiny) training run on tang300, stopped after 3 steps (read-only)."""
+    return short_run_checkpoint
 
 
 def split(data: bytes) -> tuple[dict, dict, dict[str, torch.Tensor]]:
@@ -103,21 +99,6 @@ def refused(path: Path, *, header_only_ok: bool = False) -> str:
     return str(exc.value)
 
 
-def cli_in_process(capsys, module: str, argv: list[str]) -> tuple[int, str]:
-    """`python -m core.<module> argv` through core.cli.run in this process (exit status, stderr)."""
-    import importlib
-
-    main = importlib.import_module(f"core.{module}").main
-    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            cli_run(main, argv)
-    finally:  # core.train installs its own handlers
-        signal.signal(signal.SIGINT, handlers[0])
-        signal.signal(signal.SIGTERM, handlers[1])
-    return exit_info.value.code, capsys.readouterr().err
-
-
 def entry_argv(entry: str, path: Path, tmp: Path) -> tuple[str, list[str]]:
     return {
         "evaluate": ("evaluate", [str(path), "--json"]),
@@ -126,16 +107,15 @@ def entry_argv(entry: str, path: Path, tmp: Path) -> tuple[str, list[str]]:
     }[entry]
 
 
-SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def run_clis(commands: list[list[str]], timeout: float = 120) -> list[subprocess.CompletedProcess]:
+def run_clis(
+    commands: list[list[str]], env: dict | None = None, timeout: float = 300
+) -> list[subprocess.CompletedProcess]:
     """Several `python -m ...` at once (each start costs seconds of imports)."""
     procs = [
         subprocess.Popen(
             [sys.executable, *argv],
             cwd=REPO,
-            env=SUBPROCESS_ENV,
+            env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -152,16 +132,23 @@ def run_clis(commands: list[list[str]], timeout: float = 120) -> list[subprocess
 ENTRIES = ("load_checkpoint", "read_meta", "evaluate", "generate", "train")
 
 
-def assert_entry_refuses(entry: str, path: Path, tmp: Path, capsys) -> str:
+def command_refuses(entry: str, path: Path, tmp: Path) -> str:
+    """The command exits 2 with one line on stderr and nothing on stdout; returns the line."""
+    command, argv = entry_argv(entry, path, tmp)
+    out = run_cli(command, *argv)
+    assert out.status == 2, (entry, path.name, out.status, out.err)
+    assert_one_line(out.err)
+    assert out.out == "", out.out
+    return out.err
+
+
+def assert_entry_refuses(entry: str, path: Path, tmp: Path) -> str:
     if entry in ("load_checkpoint", "read_meta"):
         with pytest.raises(CheckpointError) as exc:
             (load_checkpoint if entry == "load_checkpoint" else read_meta)(path)
         assert_one_line(str(exc.value))
         return str(exc.value)
-    status, err = cli_in_process(capsys, *entry_argv(entry, path, tmp))
-    assert status == 2, err
-    assert_one_line(err)
-    return err
+    return command_refuses(entry, path, tmp)
 
 
 # --- 1. loading never executes code -------------------------------------------------------------------------
@@ -225,27 +212,30 @@ def test_the_hostile_files_are_real_exploits(hostile):
 
 @pytest.mark.parametrize("entry", ENTRIES)
 @pytest.mark.parametrize("variant", ["weights", "optimizer", "metadata", "legacy", "renamed", "protocol0"])
-def test_hostile_pickles_are_refused_without_running(hostile, variant, entry, tmp_path, capsys):
+def test_hostile_pickles_are_refused_without_running(hostile, variant, entry, tmp_path):
     files, marker = hostile
     marker.unlink(missing_ok=True)
-    message = assert_entry_refuses(entry, files[variant], tmp_path, capsys)
+    message = assert_entry_refuses(entry, files[variant], tmp_path)
     assert not marker.exists(), "the payload ran"
     if variant != "protocol0":  # a zip or a binary pickle is named as such
         assert "pickle" in message or "zip" in message, message
 
 
-def test_hostile_pickles_are_refused_by_the_real_commands(hostile, tmp_path):
+def test_hostile_and_broken_files_are_refused_by_the_real_commands(hostile, real, tmp_path):
+    """Each command once as a real process (the in-process tests above and below try every file with
+    every command): exit 2, one line, nothing on stdout, no payload run, no run folder made."""
     files, marker = hostile
     marker.unlink(missing_ok=True)
+    broken = broken_files(real, tmp_path / "broken")
     commands = [
         ["-m", "core.evaluate", str(files["weights"]), "--json"],
-        ["-m", "core.generate", str(files["renamed"]), "--start", "山"],
+        ["-m", "core.generate", str(broken["vocab"][0]), "--start", "山"],
         ["-m", "core.train", "--resume", str(files["metadata"]), "--run-dir", str(tmp_path / "r")],
     ]
-    for out in run_clis(commands):
+    for out, needle in zip(run_clis(commands), ["never", "|V|=", "never"], strict=True):
         assert out.returncode == 2, (out.args, out.returncode, out.stderr)
         assert_one_line(out.stderr)
-        assert "never" in out.stderr and out.stdout == ""
+        assert needle in out.stderr and out.stdout == ""
     assert not marker.exists()
     assert not (tmp_path / "r").exists()
 
@@ -260,7 +250,7 @@ CODE_STRINGS = {
 }
 
 
-def test_metadata_is_data_never_evaluated(real, tmp_path, capsys):
+def test_metadata_is_data_never_evaluated(real, tmp_path):
     """Code-looking metadata is kept verbatim as strings, or refused; nothing is imported or run."""
     marker = tmp_path / "MARKER"
     code = {k: json.loads(json.dumps(v).replace("MARKER", str(marker))) for k, v in CODE_STRINGS.items()}
@@ -295,9 +285,7 @@ def test_metadata_is_data_never_evaluated(real, tmp_path, capsys):
     # a corpus "name" is a name: evaluate looks for a file of that name and says it is missing
     path = tmp_path / "corpus-name.safetensors"
     path.write_bytes(edited(real, lambda m: m["corpus"].update(name=text)))
-    status, err = cli_in_process(capsys, "evaluate", [str(path), "--json"])
-    assert status == 2 and "__import__" in err, err
-    assert_one_line(err)
+    assert "__import__" in command_refuses("evaluate", path, tmp_path)
     assert not marker.exists()
 
 
@@ -345,21 +333,29 @@ def test_commands_refuse_an_old_torch_at_start_up(real, tmp_path):
     info = fake / "torch-2.9.1.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.9.1\n")
-    env = {**SUBPROCESS_ENV, "PYTHONPATH": str(fake)}
-    probe = subprocess.run(
-        [sys.executable, "-c", "from importlib.metadata import version; print(version('torch'))"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    env = {"PYTHONPATH": str(fake)}
+    probe = run_clis([["-c", "from importlib.metadata import version; print(version('torch'))"]], env)[0]
     assert probe.stdout.strip() == "2.9.1", probe.stderr  # the fake is what the gate will read
-    for argv in (["-m", "core.evaluate", str(real), "--json"], ["-m", "core.generate", str(real)]):
-        out = subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True)
-        assert out.returncode == 2, out.stderr
-        assert_one_line(out.stderr)
-        assert "torch 2.9.1 is too old" in out.stderr and "CVE-2025-32434" in out.stderr
-        assert out.stdout == ""
+    (out,) = run_clis([["-m", "core.evaluate", str(real), "--json"]], env)
+    assert out.returncode == 2, out.stderr
+    assert_one_line(out.stderr)
+    assert "torch 2.9.1 is too old" in out.stderr and "CVE-2025-32434" in out.stderr
+    assert out.stdout == ""
     assert MIN_TORCH == (2, 10)
+
+
+@pytest.mark.parametrize("command", sorted(c for c, (_, needs_torch) in COMMANDS.items() if needs_torch))
+def test_every_torch_command_passes_the_version_gate_first(command, real, tmp_path, monkeypatch):
+    """The same gate, for every command that loads torch (in this process, the installed version read as
+    2.9.1): exit 2 and the CVE line, whatever the arguments."""
+    from core.runs import versions
+
+    monkeypatch.setattr(versions, "version", lambda name: "2.9.1" if name == "torch" else "1.0")
+    out = run_cli(command, str(real), "--json")
+    assert out.status == 2, out.err
+    assert_one_line(out.err)
+    assert "torch 2.9.1 is too old" in out.err and "CVE-2025-32434" in out.err
+    assert out.out == ""
 
 
 # --- 2. hostile or broken files: one clear line -------------------------------------------------------------
@@ -566,25 +562,9 @@ def broken_files(real: Path, folder: Path) -> dict[str, tuple[Path, str]]:
 
 
 @pytest.mark.parametrize("entry", ["evaluate", "generate", "train"])
-def test_every_command_reports_broken_files_in_one_line(real, tmp_path, capsys, entry):
+def test_every_command_reports_broken_files_in_one_line(real, tmp_path, entry):
     for name, (path, needle) in broken_files(real, tmp_path / "broken").items():
-        status, err = cli_in_process(capsys, *entry_argv(entry, path, tmp_path))
-        assert status == 2, (name, err)
-        assert_one_line(err)
-        assert needle in err, (name, err)
-
-
-def test_broken_files_through_the_real_commands(real, tmp_path):
-    files = broken_files(real, tmp_path / "broken")
-    commands = [
-        ["-m", "core.evaluate", str(files["nan"][0]), "--json"],
-        ["-m", "core.generate", str(files["vocab"][0]), "--start", "山"],
-        ["-m", "core.train", "--resume", str(files["truncated"][0]), "--run-dir", str(tmp_path / "r")],
-    ]
-    for out, needle in zip(run_clis(commands), ["NaN", "|V|=", "truncated"], strict=True):
-        assert out.returncode == 2, (out.args, out.stderr)
-        assert_one_line(out.stderr)
-        assert needle in out.stderr and out.stdout == ""
+        assert needle in command_refuses(entry, path, tmp_path), name
 
 
 def test_device_that_does_not_exist_is_one_line(real):

@@ -1,24 +1,21 @@
 """Inputs that hang, exhaust memory, crash or mislead (reliability, second round, classes 3-6).
 
-Every command runs in this process through core.cli.run (a local helper, to be merged with the shared
-runner); a guard (SIGALRM) turns a hang into a failure instead of a blocked suite.
+Every command runs in this process (tests/conftest.py: run_cli, through core.cli.run as `python -m` does);
+its timeout (SIGALRM) turns a hang into a failure instead of a blocked suite.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import importlib
 import json
 import math
 import os
-import signal
 from pathlib import Path
 
 import pytest
+from conftest import assert_user_error, run_cli
 
 from core.cli import print_json
-from core.cli import run as cli_run
 from core.errors import CheckpointError, PoemError
 from core.generation.settings import SampleSettings
 from core.options import OptionError
@@ -36,46 +33,18 @@ POEMS = [
 ]
 
 
-class Hang(Exception):
-    pass
+NO_MALLOC = {"POEMTUI_KEEP_MEMORY": "0"}  # in process: malloc left alone (conftest.run_cli)
 
 
-@contextlib.contextmanager
-def no_hang(seconds: int = 60):
-    def ring(_signum, _frame):
-        raise Hang(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, ring)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+def refused(command: str, argv: list[str], *needles: str) -> str:
+    """`python -m core.<command> argv`, in this process (conftest.run_cli; 60 s before it counts as a
+    hang): exit 2, nothing on stdout, one line on stderr naming every needle."""
+    return assert_user_error(run_cli(command, *argv, env=NO_MALLOC, timeout=60), *needles)
 
 
-def cli(capsys, module: str, argv: list[str]) -> tuple[int, str, str]:
-    """`python -m <module> argv` through core.cli.run, in this process: (exit status, stdout, stderr)."""
-    package = importlib.import_module(module)
-    main = getattr(package, "main", None) or importlib.import_module(f"{module}.__main__").main
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        with no_hang(), pytest.raises(SystemExit) as exit_info:
-            cli_run(main, argv)
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
-
-
-def refused(capsys, module: str, argv: list[str], *needles: str) -> str:
-    status, out, err = cli(capsys, module, argv)
-    assert status == 2, (status, err)
-    assert out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
+def trains(argv: list[str]) -> None:
+    result = run_cli("train", *argv, env=NO_MALLOC, timeout=120)
+    assert result.status == 0, result.err
 
 
 @pytest.fixture
@@ -100,78 +69,72 @@ def special(tmp_path):
 # --- class 3: inputs that hang or exhaust memory -----------------------------------------------------------
 
 
-def test_special_files_as_a_corpus_are_refused_by_every_reader(capsys, tmp_path, special, tiny_checkpoint):
+def test_special_files_as_a_corpus_are_refused_by_every_reader(tmp_path, special, tiny_checkpoint):
     for path, what in special.values():
-        refused(capsys, "core.corpus", ["stats", "--corpus", str(path)], str(path), what)
-        refused(capsys, "core.train", [*TINY, "--corpus", str(path), "--run-dir", str(tmp_path / "r")], what)
-        refused(capsys, "core.evaluate", [str(tiny_checkpoint), "--corpus", str(path)], what)
-        refused(capsys, "core.corpus", ["fetch", "--source", str(path), "--force"], "--source", what)
+        refused("corpus", ["stats", "--corpus", str(path)], str(path), what)
+        refused("train", [*TINY, "--corpus", str(path), "--run-dir", str(tmp_path / "r")], what)
+        refused("evaluate", [str(tiny_checkpoint), "--corpus", str(path)], what)
+        refused("corpus", ["fetch", "--source", str(path), "--force"], "--source", what)
     assert not (tmp_path / "r").exists()
 
 
-def test_special_files_as_a_checkpoint_are_refused_by_every_reader(capsys, tmp_path, special):
+def test_special_files_as_a_checkpoint_are_refused_by_every_reader(tmp_path, special):
     for path, what in special.values():
         what = "no such checkpoint" if what == "missing" else what
-        refused(capsys, "core.evaluate", [str(path)], what)
-        refused(capsys, "core.generate", [str(path), "--start", "山"], what)
-        refused(capsys, "core.train", ["--resume", str(path), "--run-dir", str(tmp_path / "r")], what)
+        refused("evaluate", [str(path)], what)
+        refused("generate", [str(path), "--start", "山"], what)
+        refused("train", ["--resume", str(path), "--run-dir", str(tmp_path / "r")], what)
 
 
-def test_a_checkpoint_whose_corpus_became_a_fifo_is_refused_on_resume(capsys, tmp_path):
+def test_a_checkpoint_whose_corpus_became_a_fifo_is_refused_on_resume(tmp_path):
     corpus = tmp_path / "poems.txt"
     corpus.write_text("\n".join(POEMS * 3) + "\n", encoding="utf-8")
     run = tmp_path / "run"
     args = [*TINY, "--corpus", str(corpus), "--max-steps", "1", "--run-dir", str(run)]
-    assert cli(capsys, "core.train", args)[0] == 0
+    trains(args)
     corpus.unlink()
     os.mkfifo(corpus)
-    refused(capsys, "core.train", ["--resume", str(run / f"last{EXT}"), "--max-steps", "2"], "FIFO")
-    refused(capsys, "core.evaluate", [str(run)], "FIFO")
+    refused("train", ["--resume", str(run / f"last{EXT}"), "--max-steps", "2"], "FIFO")
+    refused("evaluate", [str(run)], "FIFO")
 
 
-def test_user_poems_longer_than_the_limit_are_split_and_reported(capsys, tmp_path):
+def test_user_poems_longer_than_the_limit_are_split_and_reported(tmp_path):
     from core.corpus.load import MAX_USER_POEM_CHARS
 
     line = "".join(f"{'山水花月风云日'[i % 7]}{'江河湖海天'[i % 5]}春秋冬夏，" for i in range(5000)) + "。"
     path = tmp_path / "long.txt"
     path.write_text((line + "\n") * 1 + "\n".join(POEMS) + "\n", encoding="utf-8")
-    status, out, err = cli(capsys, "core.corpus", ["stats", "--corpus", str(path), "--json"])
-    assert status == 0, err
-    stats = json.loads(out)
+    stats = run_cli("corpus", "stats", "--corpus", path, "--json").json()
     pieces = stats["split_long"]["pieces"]
     assert stats["split_long"] == {"poems": 1, "pieces": pieces, "limit": MAX_USER_POEM_CHARS}
     assert pieces >= len(line) // MAX_USER_POEM_CHARS and stats["max_length"] <= MAX_USER_POEM_CHARS
     assert stats["poems"]["total"] == pieces + 2  # the short poems are kept whole
 
 
-def test_a_batch_that_cannot_fit_is_refused_before_allocating(capsys, tmp_path, monkeypatch):
+def test_a_batch_that_cannot_fit_is_refused_before_allocating(tmp_path, monkeypatch):
     run = tmp_path / "run"
     monkeypatch.setenv("POEMTUI_MEMORY_AVAILABLE", "64M")
-    refused(
-        capsys, "core.train", [*TINY, "--batch-size", "256", "--run-dir", str(run)],
+    refused("train", [*TINY, "--batch-size", "256", "--run-dir", str(run)],
         "needs about", "more than the 64 MiB available", "--batch-size",
     )  # fmt: skip
-    refused(
-        capsys, "core.train", [*TINY, "--seq-mode", "stream", "--seq-len", "4096", "--run-dir", str(run)],
+    refused("train", [*TINY, "--seq-mode", "stream", "--seq-len", "4096", "--run-dir", str(run)],
         "--batch-size or --seq-len",
     )  # fmt: skip
     monkeypatch.delenv("POEMTUI_MEMORY_AVAILABLE")
-    err = refused(
-        capsys, "core.train", [*TINY, "--hidden-size", "100000", "--run-dir", str(run)], "--hidden-size"
-    )
+    err = refused("train", [*TINY, "--hidden-size", "100000", "--run-dir", str(run)], "--hidden-size")
     assert "GiB" in err and "weights" in err
     assert not run.exists()  # refused before the folder, the model or the optimizer
 
 
-def test_evaluate_refuses_a_batch_that_cannot_fit(capsys, tiny_checkpoint, monkeypatch):
+def test_evaluate_refuses_a_batch_that_cannot_fit(tiny_checkpoint, monkeypatch):
     monkeypatch.setenv("POEMTUI_MEMORY_AVAILABLE", "1M")
-    refused(capsys, "core.evaluate", [str(tiny_checkpoint), "--json"], "scoring", "--batch-size")
+    refused("evaluate", [str(tiny_checkpoint), "--json"], "scoring", "--batch-size")
 
 
 # --- class 4: unchecked values and paths -------------------------------------------------------------------
 
 
-def test_output_folders_that_cannot_be_created(capsys, tmp_path):
+def test_output_folders_that_cannot_be_created(tmp_path):
     a_file = tmp_path / "file"
     a_file.write_text("x", encoding="utf-8")
     for flag, path, needle in (
@@ -180,7 +143,7 @@ def test_output_folders_that_cannot_be_created(capsys, tmp_path):
         ("--run-dir", Path("/proc/poemtui/run"), "cannot create it"),
         ("--checkpoints", a_file, "exists and is not a folder"),
     ):
-        refused(capsys, "core.train", [*TINY, "--max-steps", "1", flag, str(path)], flag, str(path), needle)
+        refused("train", [*TINY, "--max-steps", "1", flag, str(path)], flag, str(path), needle)
 
 
 def test_every_numeric_setting_refuses_nan_inf_and_out_of_range_text():
@@ -209,22 +172,22 @@ def test_every_numeric_setting_refuses_nan_inf_and_out_of_range_text():
                 assert value is None or (finite and spec.problem(value) is None), (name, text)
 
 
-def test_evaluate_and_generate_numbers_are_checked_where_parsed(capsys, tiny_checkpoint):
-    refused(capsys, "core.evaluate", [str(tiny_checkpoint), "--batch-size", "0"], "--batch-size")
-    err = refused(capsys, "core.evaluate", [str(tiny_checkpoint), "--quality", "--samples", "0"], "--samples")
+def test_evaluate_and_generate_numbers_are_checked_where_parsed(tiny_checkpoint):
+    refused("evaluate", [str(tiny_checkpoint), "--batch-size", "0"], "--batch-size")
+    err = refused("evaluate", [str(tiny_checkpoint), "--quality", "--samples", "0"], "--samples")
     assert "num" not in err
     for flag, value in (("-t", "nan"), ("-t", "inf"), ("--repetition-penalty", "nan"), ("--top-p", "0")):
-        refused(capsys, "core.generate", [str(tiny_checkpoint), flag, value], flag)
-    refused(capsys, "core.generate", [str(tiny_checkpoint), "--benchmark", "0"], "--benchmark")
+        refused("generate", [str(tiny_checkpoint), flag, value], flag)
+    refused("generate", [str(tiny_checkpoint), "--benchmark", "0"], "--benchmark")
 
 
-def test_invalid_utf8_is_named_as_such(capsys, tiny_checkpoint):
+def test_invalid_utf8_is_named_as_such(tiny_checkpoint):
     bad = os.fsdecode(b"\xff\xfe\xe5\xb1")  # as Python hands over argv bytes that are not UTF-8
-    refused(capsys, "core.generate", [str(tiny_checkpoint), "--start", bad], "--start", "not valid UTF-8")
-    refused(capsys, "core.generate", [str(tiny_checkpoint), "--acrostic", bad], "not valid UTF-8")
-    err = refused(capsys, "core.gelv", [bad], "not valid UTF-8 (byte 0xff")
+    refused("generate", [str(tiny_checkpoint), "--start", bad], "--start", "not valid UTF-8")
+    refused("generate", [str(tiny_checkpoint), "--acrostic", bad], "not valid UTF-8")
+    err = refused("gelv", [bad], "not valid UTF-8 (byte 0xff")
     assert "no Chinese characters" not in err
-    refused(capsys, "core.train", [*TINY, "--corpus", "x" + bad], "--corpus", "not valid UTF-8")
+    refused("train", [*TINY, "--corpus", "x" + bad], "--corpus", "not valid UTF-8")
 
 
 def test_json_never_holds_nan_or_infinity(capsys):
@@ -280,16 +243,15 @@ def test_nonfinite_steps_before_any_save_do_not_claim_a_kept_checkpoint(tmp_path
 # --- class 5: data overwritten without asking --------------------------------------------------------------
 
 
-def test_gelv_build_data_never_rewrites_the_shipped_table(capsys, tmp_path):
+def test_gelv_build_data_never_rewrites_the_shipped_table(tmp_path):
     from core.gelv.data import TABLE_PATH
 
     before = TABLE_PATH.read_bytes()
-    status, _, err = cli(capsys, "core.gelv", ["build-data"])
-    assert status == 2 and "--out" in err  # no default: it used to write into the package
+    assert_user_error(run_cli("gelv", "build-data"), "--out")  # no default: it used to write into the package
     mine = tmp_path / "tones.json"
     mine.write_text("mine", encoding="utf-8")
-    refused(capsys, "core.gelv", ["build-data", "--out", str(mine)], "exists", "--force")
-    refused(capsys, "core.gelv", ["build-data", "--out", str(TABLE_PATH)], "--force")
+    refused("gelv", ["build-data", "--out", str(mine)], "exists", "--force")
+    refused("gelv", ["build-data", "--out", str(TABLE_PATH)], "--force")
     assert mine.read_text(encoding="utf-8") == "mine" and TABLE_PATH.read_bytes() == before
 
 
@@ -309,30 +271,30 @@ def user_run(tmp_path_factory):
     return root / "run"
 
 
-def test_a_missing_split_is_explained_for_a_user_corpus(capsys, user_run):
-    err = refused(capsys, "core.evaluate", [str(user_run), "--split", "test"], "has no test split")
+def test_a_missing_split_is_explained_for_a_user_corpus(user_run):
+    err = refused("evaluate", [str(user_run), "--split", "test"], "has no test split")
     assert "tang300" not in err and "fewer than 100 poems" in err and "--split train or dev" in err
 
 
-def test_a_bad_setting_in_a_checkpoint_names_the_checkpoint(capsys, tmp_path, tiny_checkpoint):
+def test_a_bad_setting_in_a_checkpoint_names_the_checkpoint(tmp_path, tiny_checkpoint):
     real = ck.load_checkpoint(tiny_checkpoint)
     meta = json.loads(json.dumps(real.meta))
     meta["train"]["epochs"] = 0
     bad = tmp_path / f"bad{EXT}"
     ck.save_checkpoint(bad, real.tensors, meta)
-    err = refused(capsys, "core.train", ["--resume", str(bad), "--run-dir", str(tmp_path / "r")], bad.name)
+    err = refused("train", ["--resume", str(bad), "--run-dir", str(tmp_path / "r")], bad.name)
     assert "epochs" in err and not err.startswith("error: --epochs")
 
 
-def test_a_vocabulary_without_commas_is_refused_before_training(capsys, tmp_path):
+def test_a_vocabulary_without_commas_is_refused_before_training(tmp_path):
     corpus = tmp_path / "plain.txt"
     corpus.write_text("\n".join(p.replace("，", "") for p in POEMS * 10) + "\n", encoding="utf-8")
     run = tmp_path / "run"
     args = [*TINY, "--corpus", str(corpus), "--max-steps", "1", "--run-dir", str(run)]
     args[args.index("--sample-on-eval") + 1] = "true"
-    refused(capsys, "core.train", args, "「，」", "--sample-on-eval false")
+    refused("train", args, "「，」", "--sample-on-eval false")
     assert not run.exists()  # before training, not at the first evaluation
     args[args.index("--sample-on-eval") + 1] = "false"
-    assert cli(capsys, "core.train", args)[0] == 0
+    trains(args)
     tang = [*TINY, "--max-steps", "1", "--run-dir", str(tmp_path / "tang")]
-    refused(capsys, "core.train", [*tang, "--min-freq", "10000"], "--min-freq 10000", "no character")
+    refused("train", [*tang, "--min-freq", "10000"], "--min-freq 10000", "no character")

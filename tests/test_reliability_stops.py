@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import select
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from conftest import start_cli_process
 from engine_fixtures import tiny_config
 
 from core.runs.atomic import TMP_PREFIX
@@ -24,20 +25,13 @@ from core.runs.checkpoint import EXT, load_checkpoint, read_meta
 from core.runs.folder import list_checkpoints
 from core.training.trainer import Trainer
 
-REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TINY = ["--corpus", "tang300", "--embed-size", "16", "--hidden-size", "16", "--num-layers", "1"]
 TINY += ["--batch-size", "16", "--sample-on-eval", "false", "--seed", "7", "--max-steps", "100000"]
 
 
 def start(run: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "core.train", *TINY, "--run-dir", str(run), "--events", "jsonl", *extra],
-        cwd=REPO,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    """A real `python -m core.train` (conftest.start_cli_process): the signals are the point."""
+    return start_cli_process("train", *TINY, "--run-dir", run, "--events", "jsonl", *extra)
 
 
 def wait_for_step(proc: subprocess.Popen, step: int, timeout: float = 120) -> None:
@@ -96,11 +90,17 @@ def test_a_third_signal_aborts_saying_so_and_leaves_complete_files(tmp_path):
     run = tmp_path / "run"
     proc = start(run, "--eval-every", "2")
     wait_for_step(proc, 3)  # a checkpoint at step 2 exists
-    for _ in range(3):
+    # SIGTERM every 10 ms until it says it aborts: signals that arrive before Python's handler runs reach it
+    # as one call (three SIGTERMs 2 ms apart were two on a loaded machine, and the run stopped cleanly),
+    # while the stop under way (a batch, an evaluation, a save) takes longer than a few handler calls
+    said, deadline = b"", time.monotonic() + 60
+    while b"aborted without" not in said and proc.poll() is None and time.monotonic() < deadline:
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.002)
+        if select.select([proc.stderr], [], [], 0.01)[0]:
+            said += os.read(proc.stderr.fileno(), 65536)
     _, err = proc.communicate(timeout=120)
-    err = err.decode()
+    err = (said + err).decode()
+    assert "SIGTERM again" in err, err
     assert proc.returncode == 143, err
     assert "a third time: aborted without a final checkpoint" in err and "Traceback" not in err, err
     assert f"last{EXT}" in err  # it says which checkpoint is the run's last

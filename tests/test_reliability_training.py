@@ -1,5 +1,6 @@
 """Exact resume across a SIGTERM, signals during evaluation and saves, numerical faults, corpus changes
-(issue 8, items 5-8). Real training on tang300; the command-line tests run `python -m core.train`."""
+(issue 8, items 5-8). Real training on tang300; the signal and kill tests run `python -m core.train` as real
+processes (they are also the tests of Ctrl-C / SIGTERM: a final checkpoint, exit 130 / 143)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli, start_cli_process
 from engine_fixtures import tiny_config, train_tiny
 
 from core.errors import CheckpointError, PoemError
@@ -24,8 +25,6 @@ from core.runs.folder import list_checkpoints
 from core.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
-CHILD = Path(__file__).with_name("reliability_child.py")
-SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TINY_ARGS = ["--corpus", "tang300", "--embed-size", "32", "--hidden-size", "32", "--num-layers", "1"]
 TINY_ARGS += ["--batch-size", "16", "--dropout", "0.1", "--seed", "7", "--sample-on-eval", "false"]
 
@@ -54,13 +53,8 @@ def all_checkpoints_load(run: Path) -> None:
 
 
 def train_cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "core.train", *args, "--events", "jsonl"],
-        cwd=REPO,
-        env=SUBPROCESS_ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    """A running `python -m core.train args --events jsonl` (one torch thread: tests/conftest.py)."""
+    return start_cli_process("train", *args, "--events", "jsonl")
 
 
 class Events:
@@ -180,8 +174,12 @@ def test_resume_after_sigkill_logs_each_step_once(tmp_path):
     with open(run / "metrics.jsonl", "a", encoding="utf-8") as log:
         log.write('{"event": "batch", "ste')  # as if the kill had cut a line in half
     assert read_meta(run / f"last{EXT}")["progress"]["step"] == 6
-    again = train_cli("--resume", str(run / f"last{EXT}"), "--max-steps", "12")
-    assert again.wait(timeout=300) == 0, again.stderr.read().decode()
+    # the resume in this process (malloc left alone): the killed run was the process that mattered
+    again = run_cli(
+        "train", "--resume", run / f"last{EXT}", "--max-steps", "12", "--events", "jsonl",
+        env={"POEMTUI_KEEP_MEMORY": "0"},
+    )  # fmt: skip
+    assert again.status == 0, again.err
     assert [e["step"] for e in metrics(run, "batch")] == list(range(1, 13))
     assert [e["step"] for e in metrics(run, "eval")] == [6, 12]
 
@@ -370,18 +368,28 @@ def test_weights_gone_infinite_are_never_saved(tmp_path):
 NAN_ARGS = ["--eval-every", "3", "--max-steps", "6", "--events", "jsonl"]
 
 
-def test_a_nan_evaluation_through_the_command_is_reported_not_a_crash(tmp_path):
+def test_a_nan_evaluation_through_the_command_is_reported_not_a_crash(tmp_path, monkeypatch):
+    """`python -m core.train` (in this process; malloc left alone) with the model's logits made NaN during
+    its first evaluation, as a diverging model would show it: a NaN dev loss."""
+    from core.model import PoetryLM
+
+    forward = PoetryLM.forward
+    seen = {"train": False, "poisoned": False}
+
+    def poisoned_forward(self, inputs, *args, **kwargs):
+        logits, state = forward(self, inputs, *args, **kwargs)
+        if self.training:
+            seen["train"] = True
+        elif seen["train"] and not seen["poisoned"]:
+            logits, seen["poisoned"] = logits * torch.tensor(float("nan")), True
+        return logits, state
+
+    monkeypatch.setattr(PoetryLM, "forward", poisoned_forward)
     run = tmp_path / "run"
-    out = subprocess.run(
-        [sys.executable, str(CHILD), "train-nan-eval", *TINY_ARGS, *NAN_ARGS, "--run-dir", str(run)],
-        cwd=REPO,
-        env=SUBPROCESS_ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    events = [json.loads(line) for line in out.stdout.splitlines()]
+    out = run_cli("train", *TINY_ARGS, *NAN_ARGS, "--run-dir", run, env={"POEMTUI_KEEP_MEMORY": "0"})
+    assert out.status == 0, out.err[-2000:]
+    assert seen["poisoned"]
+    events = [json.loads(line) for line in out.out.splitlines()]
     first = next(e for e in events if e["event"] == "eval")
     assert first["dev_ppl"] is None  # JSON has no NaN: the event says null
     assert events[-1]["event"] == "done" and events[-1]["best_dev_ppl"] is not None
@@ -391,15 +399,25 @@ def test_a_nan_evaluation_through_the_command_is_reported_not_a_crash(tmp_path):
 # --- 8. a corpus that changed between the run and the resume ------------------------------------------------
 
 
-@pytest.fixture
-def user_corpus_run(tmp_path, tang300):
-    """A run on a user corpus file (tang300's poems, one a line), and the file."""
+@pytest.fixture(scope="module")
+def user_corpus_trained(tmp_path_factory, tang300):
+    """A run on a user corpus file (tang300's poems, one a line), trained once for this module."""
     poems = tang300.splits["train"] + tang300.splits["dev"]
-    corpus = tmp_path / "poems.txt"
+    folder = tmp_path_factory.mktemp("user-corpus")
+    corpus = folder / "poems.txt"
     corpus.write_text("\n".join(poems) + "\n", encoding="utf-8")
-    run = tmp_path / "run"
+    run = folder / "run"
     train_tiny(run, corpus=str(corpus), max_steps=2, eval_every=0, sample_on_eval=False)
     return run / f"last{EXT}", corpus, poems
+
+
+@pytest.fixture
+def user_corpus_run(user_corpus_trained):
+    """(last checkpoint, the corpus file as it was trained on, its poems): the tests edit or delete the
+    file, so it is written again for each."""
+    last, corpus, poems = user_corpus_trained
+    corpus.write_text("\n".join(poems) + "\n", encoding="utf-8")
+    return last, corpus, poems
 
 
 def test_a_corpus_changed_since_the_checkpoint_is_refused_on_resume(user_corpus_run, tmp_path):
@@ -409,16 +427,9 @@ def test_a_corpus_changed_since_the_checkpoint_is_refused_on_resume(user_corpus_
         train_tiny(tmp_path / "again", resume=last, max_steps=3)
     assert_one_line(str(exc.value))
     assert "corpus changed" in str(exc.value) and last.name in str(exc.value)
-    out = subprocess.run(
-        [sys.executable, "-m", "core.train", "--resume", str(last), "--max-steps", "3"],
-        cwd=REPO,
-        env=SUBPROCESS_ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 2 and "corpus changed" in out.stderr, out.stderr
-    assert_one_line(out.stderr)
+    out = run_cli("train", "--resume", last, "--max-steps", "3")
+    assert out.status == 2 and "corpus changed" in out.err, out.err
+    assert_one_line(out.err)
     corpus.unlink()  # and a corpus that is gone
     with pytest.raises(PoemError) as gone:
         train_tiny(tmp_path / "again", resume=last, max_steps=3)

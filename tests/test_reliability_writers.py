@@ -9,7 +9,6 @@ rest run the command in this process.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -19,45 +18,34 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import CliResult, assert_user_error, run_cli, start_cli_process
 
-from core.cli import run as cli_run
 from core.errors import PoemError
 from core.runs.checkpoint import EXT, load_checkpoint, read_meta
 from core.runs.folder import LOCK, RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TINY = ["--corpus", "tang300", "--embed-size", "16", "--hidden-size", "16", "--num-layers", "1"]
 TINY += ["--batch-size", "16", "--eval-every", "0", "--sample-on-eval", "false", "--seed", "7"]
 
 
-def cli(capsys, module: str, argv: list[str]) -> tuple[int, str, str]:
-    """`python -m <module> argv` through core.cli.run, in this process: (exit status, stdout, stderr)."""
-    package = importlib.import_module(module)
-    main = getattr(package, "main", None) or importlib.import_module(f"{module}.__main__").main
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            cli_run(main, argv)
-    finally:  # core.train installs its own handlers
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
+NO_MALLOC = {"POEMTUI_KEEP_MEMORY": "0"}  # in process: malloc left alone (conftest.run_cli)
 
 
-def assert_one_line(status: int, err: str, *needles: str) -> None:
-    assert status == 2, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
+def train(*argv: str) -> CliResult:
+    """`python -m core.train argv` in this process (conftest.run_cli)."""
+    return run_cli("train", *argv, env=NO_MALLOC)
+
+
+def assert_trained(result: CliResult) -> None:
+    assert result.status == 0, result.err
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-def test_a_new_run_never_adopts_a_folder_holding_another_run(capsys, tmp_path):
+def test_a_new_run_never_adopts_a_folder_holding_another_run(tmp_path):
     """Another run's metrics.jsonl or checkpoints: refused before anything is read or written."""
     logged = tmp_path / "logged"
     logged.mkdir()
@@ -67,38 +55,33 @@ def test_a_new_run_never_adopts_a_folder_holding_another_run(capsys, tmp_path):
     (saved / f"rnn_1_3_500.00_adam{EXT}").write_bytes(b"another run's weights")
     for folder, what in ((logged, "metrics.jsonl"), (saved, "1 checkpoint")):
         before = snapshot(folder)
-        status, out, err = cli(capsys, "core.train", [*TINY, "--max-steps", "1", "--run-dir", str(folder)])
-        assert_one_line(status, err, "holds another run", what, "--resume", "--run-dir")
-        assert out == "" and snapshot(folder) == before  # not even a lock file
+        result = train(*TINY, "--max-steps", "1", "--run-dir", folder)
+        assert_user_error(result, "holds another run", what, "--resume", "--run-dir")
+        assert snapshot(folder) == before  # not even a lock file
 
 
-def test_an_empty_or_unrelated_folder_is_fine(capsys, tmp_path):
+def test_an_empty_or_unrelated_folder_is_fine(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "notes.txt").write_text("mine", encoding="utf-8")
     (run / "metrics.jsonl").write_text("", encoding="utf-8")  # empty: no run logged anything
-    status, _, err = cli(capsys, "core.train", [*TINY, "--max-steps", "1", "--run-dir", str(run), "--quiet"])
-    assert status == 0, err
+    assert_trained(train(*TINY, "--max-steps", "1", "--run-dir", run, "--quiet"))
     assert (run / f"last{EXT}").exists() and (run / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
-def test_resume_continues_its_own_folder_and_refuses_another_runs(capsys, tmp_path):
+def test_resume_continues_its_own_folder_and_refuses_another_runs(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     for run in (first, second):
-        status, _, err = cli(
-            capsys, "core.train", [*TINY, "--max-steps", "1", "--run-dir", str(run), "--quiet"]
-        )
-        assert status == 0, err
+        assert_trained(train(*TINY, "--max-steps", "1", "--run-dir", run, "--quiet"))
     before = snapshot(second)
     resume = ["--resume", str(first / f"last{EXT}"), "--max-steps", "2", "--quiet"]
-    status, _, err = cli(capsys, "core.train", [*resume, "--run-dir", str(second)])
-    assert_one_line(status, err, "holds another run", "--resume")
+    assert_user_error(train(*resume, "--run-dir", second), "holds another run", "--resume")
     assert snapshot(second) == before
-    status, _, err = cli(capsys, "core.train", resume)  # its own folder: the way to continue
-    assert status == 0, err
+    assert_trained(train(*resume))  # its own folder: the way to continue
     assert read_meta(first / f"last{EXT}")["progress"]["step"] == 2
-    status, _, err = cli(capsys, "core.train", [*resume, "--run-dir", str(tmp_path / "fresh")])
-    assert status == 0, err  # a new, empty folder may continue a run too
+    assert_trained(
+        train(*resume, "--run-dir", tmp_path / "fresh")
+    )  # a new, empty folder may continue a run too
 
 
 def test_the_lock_refuses_a_second_writer_and_dies_with_its_holder(tmp_path):
@@ -114,7 +97,6 @@ def test_the_lock_refuses_a_second_writer_and_dies_with_its_holder(tmp_path):
             str(run),
         ],
         cwd=REPO,
-        env=ENV,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -138,14 +120,7 @@ def test_the_lock_refuses_a_second_writer_and_dies_with_its_holder(tmp_path):
 
 
 def train_process(run: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "core.train", *TINY, "--run-dir", str(run), "--events", "jsonl", *extra],
-        cwd=REPO,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli_process("train", *TINY, "--run-dir", run, "--events", "jsonl", *extra, text=True)
 
 
 def test_two_trainings_started_at_once_in_one_folder_one_is_refused(tmp_path):
@@ -182,17 +157,9 @@ def test_a_running_training_keeps_its_folder(tmp_path):
             event = json.loads(proc.stdout.readline())
             if event["event"] == "checkpoint":
                 break
-        new = subprocess.run(
-            [sys.executable, "-m", "core.train", *TINY, "--run-dir", str(run)],
-            cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert new.returncode == 2 and "holds another run" in new.stderr, new.stderr
-        again = subprocess.run(
-            [sys.executable, "-m", "core.train", "--resume", str(run / f"last{EXT}"), "--max-steps", "5"],
-            cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert again.returncode == 2 and "in use" in again.stderr and str(proc.pid) in again.stderr
-        assert len(again.stderr.strip().splitlines()) == 1 and "Traceback" not in again.stderr
+        # the refused commands run in this process: the writer holding the lock is the other process
+        assert_user_error(train(*TINY, "--run-dir", run), "holds another run")
+        assert_user_error(train("--resume", run / f"last{EXT}", "--max-steps", "5"), "in use", str(proc.pid))
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=120)

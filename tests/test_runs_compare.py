@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+from conftest import assert_user_error, run_cli
 from run_fixtures import BATCHES, build_run
 
 from core.errors import PoemError
@@ -101,8 +102,7 @@ def test_the_command_prints_json_and_a_table(runs_root, python_subprocess):
     )
     assert table.returncode == 0, table.stderr
     assert "rmsprop" in table.stdout and "best dev ppl" in table.stdout and "★" in table.stdout
-    bad = python_subprocess("-m", "core.runs", "compare", str(runs_root / "nothing"))
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert_user_error(run_cli("runs", "compare", runs_root / "nothing"))  # in process
 
 
 def test_json_curves_on_request(runs_root):

@@ -1,30 +1,19 @@
-"""Training on the real tang300 corpus: learning, exact resume, events, and the CLI as a subprocess."""
+"""Training on the real tang300 corpus: learning, exact resume, events, and the command line."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
+from conftest import assert_user_error
 from engine_fixtures import tiny_config, train_tiny
 
 from core.runs.checkpoint import load_checkpoint, read_meta
 from core.training.settings import TrainConfig
 from core.training.trainer import Trainer
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_cli(*args, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "core.train", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def test_a_few_dozen_steps_lower_the_loss(tmp_path):
@@ -113,41 +102,40 @@ def test_zero_learning_rate_is_refused():
 
 
 # --- the command line ---------------------------------------------------------------------------------------
+# Signals (Ctrl-C / SIGTERM save a final checkpoint and exit 130 / 143) are tested on real processes in
+# tests/test_reliability_training.py: mid-epoch, during an evaluation and during a save.
 
 
-def test_cli_trains_and_writes_metrics(tmp_path):
+def test_cli_trains_and_writes_metrics(tmp_path, cli_process):
+    """The subprocess smoke test of `python -m core.train`."""
     run = tmp_path / "cli"
-    out = run_cli(
-        "--corpus",
-        "tang300",
-        "--hidden-size",
-        "32",
-        "--embed-size",
-        "32",
-        "--num-layers",
-        "1",
-        "--batch-size",
-        "32",
-        "--max-steps",
-        "6",
-        "--eval-every",
-        "3",
-        "--run-dir",
-        str(run),
-        "--events",
-        "jsonl",
+    out = cli_process(
+        "train",
+        *("--corpus", "tang300", "--hidden-size", "32", "--embed-size", "32", "--num-layers", "1"),
+        *(
+            "--batch-size",
+            "32",
+            "--max-steps",
+            "6",
+            "--eval-every",
+            "3",
+            "--run-dir",
+            run,
+            "--events",
+            "jsonl",
+        ),
     )
-    assert out.returncode == 0, out.stderr
-    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert out.status == 0, out.err
+    lines = [json.loads(line) for line in out.out.splitlines()]
     assert lines[-1]["event"] == "done" and lines[-1]["status"] == "max_steps"
     stored = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert stored == lines
     assert (run / "best.safetensors").exists() and (run / "last.safetensors").exists()
 
 
-def test_cli_help():
-    out = run_cli("--help")
-    assert out.returncode == 0 and "--optimizer" in out.stdout and "--resume" in out.stdout
+def test_cli_help(cli):
+    out = cli("train", "--help")
+    assert out.status == 0 and "--optimizer" in out.out and "--resume" in out.out
 
 
 @pytest.mark.parametrize(
@@ -160,55 +148,9 @@ def test_cli_help():
         (["--corpus", "songci"], "songci"),
     ],
 )
-def test_cli_user_mistakes_exit_2_in_one_line(args, needle):
-    out = run_cli(*args, "--max-steps", "1")
-    assert out.returncode == 2, (out.returncode, out.stderr)
-    assert len(out.stderr.strip().splitlines()) == 1 and needle in out.stderr
-    assert "Traceback" not in out.stderr
-
-
-@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_saves_a_final_checkpoint(tmp_path, sig, status):
-    run = tmp_path / "sig"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "core.train",
-            "--corpus",
-            "tang300",
-            "--hidden-size",
-            "32",
-            "--embed-size",
-            "32",
-            "--num-layers",
-            "1",
-            "--batch-size",
-            "8",
-            "--epochs",
-            "50",
-            "--run-dir",
-            str(run),
-            "--events",
-            "jsonl",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 60
-    for line in proc.stdout:
-        if (json.loads(line)["event"] == "batch" and json.loads(line)["step"] >= 3) or time.time() > deadline:
-            break
-    proc.send_signal(sig)
-    rest, err = proc.communicate(timeout=60)
-    assert proc.returncode == status, err
-    done = json.loads(rest.splitlines()[-1])
-    assert done["event"] == "done" and done["status"] in ("interrupted", "terminated")
-    meta = read_meta(run / "last.safetensors")
-    assert meta["progress"]["step"] == done["step"]
-    load_checkpoint(run / "last.safetensors")
+def test_cli_user_mistakes_exit_2_in_one_line(cli, tmp_path, args, needle):
+    assert_user_error(cli("train", *args, "--max-steps", "1", "--checkpoints", tmp_path), needle)
+    assert list(tmp_path.iterdir()) == []  # refused before any run folder was made
 
 
 def test_numpy_backend_trains_resumes_and_its_checkpoint_generates(tmp_path):

@@ -281,6 +281,8 @@ def test_generate_with_unknown_seed(snap_compare, monkeypatch, fixed_root):
             pilot, lambda: isinstance(pilot.app.screen, GenerateScreen) and pilot.app.screen.sampler
         )
         pilot.app.screen.query_one("#seed-input", Input).insert_text_at_cursor("春龘")
+        await settle(pilot)  # the change is seen: the check waits CHECK_AFTER_S after the last key
+        await wait_until(pilot, lambda: not pilot.app.screen.check_pending)  # under load, longer than settle
         await settle(pilot)
 
     assert snap_compare(app_for(fixed_root, monkeypatch), terminal_size=SIZE, run_before=run_before)
@@ -306,6 +308,8 @@ def test_generate_tones(snap_compare, monkeypatch, fixed_root):
         gen.query_one("#poems-empty").display = False
         await gen.query_one("#poems").mount(block)
         block.finish(poems, [-4.87, -5.02], [tone_view(text) for text in poems])
+        await settle(pilot)
+        await wait_until(pilot, lambda: not gen.check_pending)  # the rhyme's check has run
         await settle(pilot)
         pilot.app.clear_notifications()
         await pilot.pause()
