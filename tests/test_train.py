@@ -186,3 +186,31 @@ def test_numpy_and_torch_backends_take_the_same_first_steps(tmp_path):
         )
         runs[backend] = [e["loss"] for e in events if e["event"] == "batch"]
     assert runs["torch"] == pytest.approx(runs["numpy"], rel=1e-4)
+
+
+def test_cosine_anneals_over_the_minutes_when_they_end_first():
+    """--max-minutes with a cosine schedule: the LR reaches its floor when the minutes run out, even if
+    the epochs would last longer; without a time limit it is the step's function alone."""
+    import torch
+
+    from core.training.settings import TrainConfig
+    from core.training.state import lr_scheduler
+
+    clock = {"s": 0.0}
+    param = torch.nn.Parameter(torch.zeros(1))
+
+    def schedule(**settings):
+        opt = torch.optim.SGD([param], lr=1.0)
+        cfg = TrainConfig(lr_schedule="cosine", epochs=10, **settings)
+        return opt, lr_scheduler(cfg, opt, steps_per_epoch=100, elapsed=lambda: clock["s"])
+
+    opt, sched = schedule(max_minutes=1.0)
+    clock["s"] = 30.0  # half the minutes, 1 % of the steps
+    sched.step()
+    assert abs(opt.param_groups[0]["lr"] - (0.01 + 0.99 * 0.5)) < 1e-9
+    clock["s"] = 90.0  # past the minutes: the floor
+    sched.step()
+    assert abs(opt.param_groups[0]["lr"] - 0.01) < 1e-9
+    opt, sched = schedule()  # no time limit: the clock is ignored
+    sched.step()
+    assert opt.param_groups[0]["lr"] > 0.99

@@ -134,14 +134,20 @@ def start_processes(cfg: TrainConfig) -> torch.device:
     return device
 
 
-def lr_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
-    """cosine: the LR factor is a pure function of the step, from 1 to 0.01 over all epochs; plateau:
+def lr_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int, elapsed=None):
+    """cosine: the LR factor falls from 1 to 0.01 over all epochs, a pure function of the step; with
+    --max-minutes and `elapsed` (seconds of training so far, a callable), over whichever ends first, the
+    epochs or the minutes, so a time-budgeted run anneals fully on a slow CPU as on a fast one. plateau:
     multiplied by lr_factor after lr_patience evaluations without a better dev loss."""
     if cfg.lr_schedule == "cosine":
         total = max(cfg.epochs * steps_per_epoch, 1)
+        seconds = cfg.max_minutes * 60 if elapsed is not None else 0.0
 
         def factor(step: int) -> float:
-            return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+            done = min(step, total) / total
+            if seconds > 0:
+                done = max(done, min(elapsed() / seconds, 1.0))
+            return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * done))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return torch.optim.lr_scheduler.ReduceLROnPlateau(

@@ -73,13 +73,13 @@ class Trainer:
         self.precision = backend.precision
         self.rank, self.world = dist.rank(), dist.world_size()
         self.rare = data.rare_tokens().to(self.device)
-        self.scheduler = lr_scheduler(cfg, backend.lr_holder, len(self.batches_for(0)))
+        self._session_start = time.perf_counter()
+        self._elapsed_before = 0.0
+        self.scheduler = lr_scheduler(cfg, backend.lr_holder, len(self.batches_for(0)), self._elapsed)
         self.on_event = on_event or (lambda e: None)
         self.stop = stop if stop is not None else StopRequested()
         self.progress = Progress()
         self.dev_ppl: float | None = None  # of the most recent evaluation
-        self._session_start = time.perf_counter()
-        self._elapsed_before = 0.0
         self._epoch_len = 0
         self._saved_step = -1
         self._train_losses: list[float] = []
