@@ -346,6 +346,7 @@ async def test_train_watch_stop_browse_and_write(tmp_path):
             ("hidden_size", "16"),
             ("batch_size", "8"),
             ("epochs", "400"),
+            ("patience", "0"),  # a 16-unit model can stop early on a quiet machine before it is watched
             ("run_name", "flow"),
         ):
             await type_into(pilot, f"#field-{name}", value)
