@@ -55,8 +55,18 @@ def test_unknown_seed_character_is_named(sampler):
 
 
 def test_seed_that_breaks_the_form_is_refused(sampler):
-    with pytest.raises(SeedError, match="cannot start"):
+    with pytest.raises(SeedError, match=r"「黄」 .line 1. where a poem of form 5×4 needs 「，」"):
         sampler.check(SampleSettings(start="白日依山尽黄", form="5"))
+    with pytest.raises(SeedError, match=r"cannot start a poem of form 5×4 at 「再」 .line 5."):
+        sampler.check(SampleSettings(start="白日依山尽，黄河入海流。欲穷千里目，更上一层楼。再", form="5"))
+
+
+def test_a_seed_refused_by_the_repetition_limits_names_max_repeats(sampler):
+    with pytest.raises(SeedError, match="「山」 more than --max-repeats 2 times"):
+        sampler.check(SampleSettings(start="山山山", max_repeats=2))
+    with pytest.raises(SeedError, match=r"repeats a line .* --max-repeats 3 .0 lifts the rule."):
+        sampler.check(SampleSettings(start="白日依山尽，白日依山尽", form="5"))
+    sampler.check(SampleSettings(start="白日依山尽，白日依山尽", form="5", max_repeats=0))
     with pytest.raises(SeedError, match="acrostic"):
         sampler.check(SampleSettings(acrostic="春夏秋冬春", form="5", lines=4))
 

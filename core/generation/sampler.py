@@ -115,16 +115,30 @@ class Sampler:
         shape.priming = True
         for tok in start_ids:
             if not shape.allows(tok, self.content):
-                form = (
-                    f"{settings.form}×{settings.lines or 4}" if settings.form in ("5", "7") else settings.form
-                )
-                ch = self.vocab.itos[tok]
-                raise SeedError(
-                    f"the seed cannot start a {form} poem at 「{ch}」 (line {shape.lines_done + 1})"
-                )
+                raise SeedError(self._seed_refusal(settings, shape, tok))
             shape.advance(tok)
         shape.priming = False
         return shape
+
+    def _seed_refusal(self, settings: SampleSettings, shape: PoemForm, tok: int) -> str:
+        """Why the seed cannot go on at `tok`: the repetition limits (naming --max-repeats), or the form."""
+        ch, where = self.vocab.itos[tok], f"(line {shape.lines_done + 1})"
+        if tok in shape.banned():
+            if shape.counts[tok] >= settings.max_repeats:
+                return (
+                    f"the seed has 「{ch}」 more than --max-repeats {settings.max_repeats} times {where}: "
+                    "raise it, or 0 lifts the limit"
+                )
+            return (
+                f"the seed repeats a line at 「{ch}」 {where}: no line twice with --max-repeats "
+                f"{settings.max_repeats} (0 lifts the rule)"
+            )
+        form = f"{settings.form}×{settings.lines or 4}" if settings.form in ("5", "7") else settings.form
+        kind, arg = shape.rule()
+        if kind == "force" and arg != EOS:
+            mark = self.vocab.itos[arg]
+            return f"the seed has 「{ch}」 {where} where a poem of form {form} needs 「{mark}」"
+        return f"the seed cannot start a poem of form {form} at 「{ch}」 {where}"
 
     def _tone_masks(self):
         """Tone and rhyme masks over this vocabulary (built once, on first use of 格律)."""
