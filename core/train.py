@@ -36,7 +36,8 @@ class Signals:
 
     1st: ask the trainer to stop (between batches it evaluates and saves a final checkpoint);
     2nd: say that the stop is under way and wait for it (a save is never cut short by an impatient key);
-    3rd: abort at once, saying so: no final checkpoint (atomic writes leave no partial file).
+    3rd: abort at once, saying so: no final checkpoint (atomic writes leave no partial file);
+    4th and later, during that exit: leave without running exit callbacks (no traceback from them).
     Messages go through os.write: a handler may run while the main code is inside a write to stderr."""
 
     def __init__(self, stop: StopRequested):
@@ -60,6 +61,8 @@ class Signals:
                 f"{name} again: stopping as soon as the batch, the evaluation and the final checkpoint are "
                 f"done; send {name} a third time to abort without that checkpoint\n"
             )
+        elif self.count > 3:  # during the abort's own exit: leave at once, no atexit callbacks to cut short
+            os._exit(EXIT_FOR.get(self.stop.reason, 130))
         else:
             last = self.run_dir / "last.safetensors" if self.run_dir is not None else None
             kept = (
