@@ -254,8 +254,6 @@ def cmd_models(args, extra: dict, progress: Progress) -> dict:
     budget = Budget(args.budget_steps, None if args.budget_steps else minutes)
     if args.command == "architectures" and args.budget_steps:
         raise PoemError("architectures: the budget is time (--budget-minutes): the models differ in speed")
-    if args.poems < 10:
-        raise PoemError("--poems: at least 10")
     args.preset = args.preset or "quantangshi"
     plan = make_plan(args, budget, extra)
     if args.dry_run:
