@@ -94,8 +94,8 @@ def test_gelv_switch_is_prosody_gelv(sampler):
     "values, field",
     [
         (dict(prosody="gelv"), "prosody"),  # gelv needs form 5 or 7
-        (dict(gelv=True, prosody="rhyme", form="5"), "prosody"),
-        (dict(rhyme="东"), "rhyme"),  # prosody none: nothing rhymes
+        (dict(gelv=True, prosody="soft", form="5"), "prosody"),
+        (dict(rhyme="东", prosody="none"), "rhyme"),  # prosody none: nothing rhymes
         (dict(prosody="rhyme", rhyme="东", form="free"), "rhyme"),
     ],
 )

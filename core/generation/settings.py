@@ -17,16 +17,16 @@ RHYMING = ("soft-rhyme", "rhyme", "soft", "gelv")  # the modes a chosen rhyme gr
 class SampleSettings(Options):
     start: str = option("", "the first characters of the poem (normalised like the corpus)", label="Seed")
     temperature: float = option(
-        0.8, "softmax(logits / τ): low is safe and repetitive, high is daring (≤ 0.01: greedy)",
+        0.9, "softmax(logits / τ): low is safe and repetitive, high is daring (≤ 0.01: greedy)",
         low=0, high=100, label="Temp.", aliases=("-t",),
     )  # fmt: skip
     top_k: int = option(0, "sample among the k likeliest characters only (0: off)", low=0, label="Top-k")
     top_p: float = option(
-        0.9, "sample among the likeliest characters that make up this much probability (1: off)",
+        1.0, "sample among the likeliest characters that make up this much probability (1: off)",
         low=0, high=1, low_open=True, label="Top-p",
     )  # fmt: skip
     repetition_penalty: float = option(
-        1.1, "divide the logits of characters already in the poem by this (1: off)", low=1, high=100,
+        1.0, "divide the logits of characters already in the poem by this (1: off)", low=1, high=100,
         label="Penalty",
     )  # fmt: skip
     form: str = option(
@@ -57,7 +57,7 @@ class SampleSettings(Options):
         choices=("error", "skip"), label="Unknown",
     )  # fmt: skip
     prosody: str = option(
-        "none", "格律 of regular lines. none: the form only; rhyme: even lines end in the 平水韵 group "
+        "rhyme", "格律 of regular lines. none: the form only; rhyme: even lines end in the 平水韵 group "
         "the first rhyme sets (masked); soft-rhyme: the same, reweighted; soft: rhyme masked, tones of "
         "the regulated patterns still open reweighted; gelv: one regulated pattern and rhyme, masked",
         choices=PROSODY, label="Prosody",
