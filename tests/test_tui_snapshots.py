@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from run_fixtures import BATCHES, T0, TINY
 from textual.widgets import Input
 
 from core.generation.settings import SampleSettings
@@ -28,27 +29,12 @@ from poemtui.state.training import RunState
 from poemtui.widgets.poem_block import PoemBlock
 
 SIZE = (100, 30)
-T0 = 1_709_287_200.0  # 2024-03-01 10:00 UTC
 SAMPLE = "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"
-CONFIG = dict(
-    corpus="tang300",
-    batch_size=16,
-    embed_size=16,
-    hidden_size=16,
-    num_layers=1,
-    dropout=0.1,
-    lr=0.01,
-    epochs=3,
-    patience=2,
-    eval_every=0,
-    keep=0,
-    seed=3,
-)
+CONFIG = TINY  # the same tiny runs as tests/run_fixtures.py
 RUNS = {  # name -> (optimizer, dev perplexity at each epoch)
     "20240301-100000-tang300-adam": ("adam", [912.35, 655.02, 701.48]),
     "20240302-090000-tang300-sgd": ("sgd", [1450.8, 1201.66, 1099.13]),
 }
-BATCHES = 20
 
 
 def fixed_events(ppls: list[float], run_dir: Path) -> list[dict]:
