@@ -143,7 +143,7 @@ def train_for(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
                 optimizer.step()
                 step, tokens = step + 1, tokens + batch.tokens
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 if step % eval_every == 0:
                     evaluate()
             epoch += 1
