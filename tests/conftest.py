@@ -206,7 +206,9 @@ def run_cli_process(command: str, *args, env: dict | None = None, timeout: float
 
 
 def start_cli_process(command: str, *args, env: dict | None = None, text: bool = False) -> subprocess.Popen:
-    """A running `python -m core.<command> args`, stdout and stderr piped (signal and kill tests)."""
+    """A running `python -m core.<command> args`, stdout and stderr piped (signal and kill tests). SIGHUP
+    starts at its default even when the suite runs under nohup (which would have the child ignore it, as
+    core.train rightly does then)."""
     return subprocess.Popen(
         [sys.executable, "-m", f"core.{command}", *map(str, args)],
         cwd=REPO,
@@ -214,6 +216,7 @@ def start_cli_process(command: str, *args, env: dict | None = None, text: bool =
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=text,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
 
 

@@ -154,7 +154,7 @@ def test_sweep_writes_table_plot_and_json(tiny_checkpoint, tmp_path):
         (["--poems", "3"], "--poems"),
         (["--form", "5"], "--form"),  # the form comes from the real poems
         (["--prosody", "none", "--rhyme", "东"], "--rhyme"),  # nothing rhymes with prosody none
-        (["--gelv", "--prosody", "rhyme"], "--gelv"),
+        (["--gelv", "--prosody", "soft"], "--gelv"),
         (["--sweep-top-p", "0.9,2"], "--sweep-top-p"),
     ],
 )

@@ -1049,7 +1049,13 @@ async def test_gelv_poems_show_their_tones_rhymes_and_pattern(tmp_path, tiny_run
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         gen = await open_generate_on(pilot, app)
         form = gen.query_one("#field-form", Select)
-        assert form.value == "auto" and gen.query_one("#field-rhyme", Input).disabled
+        # the default prosody (rhyme) takes a rhyme group; prosody none does not
+        assert form.value == "auto" and not gen.query_one("#field-rhyme", Input).disabled
+        gen.query_one("#field-prosody", Select).value = "none"
+        await checked(pilot, gen)
+        assert gen.query_one("#field-rhyme", Input).disabled
+        gen.query_one("#field-prosody", Select).value = "rhyme"
+        await checked(pilot, gen)
 
         # 格律 with the auto form: the form becomes 5, and a notification says why.
         gen.query_one("#field-gelv", Select).value = "on"

@@ -50,6 +50,8 @@ async def test_generate_screen_sets_the_session_against_real_poems(tmp_path, tin
         await wait_for(pilot, lambda: figures.real is not None, what="the real figures")
         await type_into(pilot, "#seed-input", next(ch for ch in "春山月风花" if ch in vocab.stoi))
         gen.query_one("#field-form", Select).value = "5"
+        gen.query_one("#field-prosody", Select).value = "none"
+        await pilot.pause()
         assert gen.query_one("#field-rhyme").disabled
         gen.query_one("#field-prosody", Select).value = "rhyme"  # --prosody on the screen too
         await pilot.pause()

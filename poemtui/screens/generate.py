@@ -227,8 +227,8 @@ class GenerateScreen(Screen):
                 problems[name] = brief(str(exc))
         if values.get("form") not in REGULAR_FORMS:
             values["lines"] = None  # the Select keeps its value while disabled
-        if not values.get("gelv") and values.get("prosody") not in RHYMING:
-            values["rhyme"] = None
+        if self.query_one("#field-rhyme", Input).disabled:
+            values["rhyme"] = None  # no rhyme applies (see rhymes()): the Input keeps its text while disabled
         problems = problems or {k: brief(v) for k, v in SampleSettings.problems(values).items()}
         if problems:
             return None, problems
@@ -282,6 +282,7 @@ class GenerateScreen(Screen):
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "field-form":
             self.query_one("#field-lines", Select).disabled = str(event.value) not in REGULAR_FORMS
+            self.query_one("#field-rhyme", Input).disabled = not self.rhymes()
         elif event.select.id == "field-gelv":
             self.gelv_switched(str(event.value) == "on")
         elif event.select.id == "field-prosody":
@@ -289,9 +290,10 @@ class GenerateScreen(Screen):
         self.check_soon()
 
     def rhymes(self) -> bool:
-        """A rhyme group applies: 格律 on, or a rhyming prosody mode."""
+        """A rhyme group applies: 格律 on, or a rhyming prosody mode with a form that rhymes (not free)."""
         gelv = str(self.query_one("#field-gelv", Select).value) == "on"
-        return gelv or str(self.query_one("#field-prosody", Select).value) in RHYMING
+        free = str(self.query_one("#field-form", Select).value) == "free"
+        return gelv or (not free and str(self.query_one("#field-prosody", Select).value) in RHYMING)
 
     def gelv_switched(self, on: bool) -> None:
         """格律 on: a regular form (the free or auto form becomes 5, and says so), rhyme and tones shown."""
