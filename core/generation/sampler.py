@@ -307,7 +307,8 @@ class Sampler:
                 if penalised is None:
                     penalised = torch.zeros(n, v, dtype=torch.bool)
                 penalised[i] = penalty
-        scores = logits.clone()
+        # a broken model's NaN never wins, its +inf stays first among finite scores (see the fallback below)
+        scores = torch.nan_to_num(logits.float(), nan=float("-inf"), posinf=1e4, neginf=float("-inf"))
         if s.repetition_penalty != 1.0:
             for i, ids in enumerate(out_ids):
                 if ids:
@@ -319,6 +320,9 @@ class Sampler:
         if penalised is not None and s.prosody_weight > 0:  # soft prosody: before τ and truncation
             scores = scores - s.prosody_weight * penalised.float()
         scores = scores.masked_fill(~allowed, float("-inf"))
+        dead = ~torch.isfinite(scores).any(dim=-1) & allowed.any(dim=-1)
+        if bool(dead.any()):  # no finite score among the allowed tokens: choose among them uniformly
+            scores[dead] = torch.zeros_like(scores[dead]).masked_fill(~allowed[dead], float("-inf"))
         if s.temperature <= 0.01:
             picks = scores.argmax(dim=-1)
         else:
