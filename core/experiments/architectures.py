@@ -91,16 +91,16 @@ def score_run(spec: RunSpec, poems: int, seed: int) -> dict:
 
     ckpt = load_checkpoint(path)
     corpus = load_recorded_corpus(ckpt.meta["corpus"])
-    test = [ckpt.vocab.encode(p) for p in scored_split(corpus)]
+    split = scored_split(corpus)
+    test = [ckpt.vocab.encode(p) for p in corpus.splits[split]]
     result = evaluate(ckpt.build_model(), test)
-    split = "test" if corpus.splits["test"] else "dev"
     return {"test_ppl": result.perplexity, "scored_on": split, **pure_samples(path, poems, seed)}
 
 
-def scored_split(corpus) -> list[str]:
-    """The poems a run is scored on: the test split, or dev for a corpus without one (tang300); the
-    results say which (`scored_on`)."""
-    return corpus.splits["test"] or corpus.splits["dev"]
+def scored_split(corpus) -> str:
+    """The split a run is scored on: test, or dev for a corpus without one (tang300); the results say
+    which (`scored_on`)."""
+    return "test" if corpus.splits["test"] else "dev"
 
 
 def pure_samples(source, poems: int, seed: int) -> dict:
@@ -145,7 +145,8 @@ def run_transformer(plan: Plan, experiment: str, *, minutes: float, poems: int, 
         )
 
     done = train_for(model, batches_for, data.dev_ids, run_dir, minutes=minutes, seed=plan.seed)
-    test = [data.vocab.encode(p) for p in scored_split(data.corpus)]
+    split = scored_split(data.corpus)
+    test = [data.vocab.encode(p) for p in data.corpus.splits[split]]
     judge = Judge.for_model(model, data.vocab, data.corpus, poems=poems, seed=plan.seed)
     events = read_events(run_dir)
     curve = [
@@ -164,7 +165,7 @@ def run_transformer(plan: Plan, experiment: str, *, minutes: float, poems: int, 
         "curve": curve,
         "parameters": model.parameters_without_embeddings(),
         "test_ppl": evaluate(model, test).perplexity,
-        "scored_on": "test" if data.corpus.splits["test"] else "dev",
+        "scored_on": split,
         **pure_samples(judge, poems, plan.seed),
     }
 

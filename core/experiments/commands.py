@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from pathlib import Path
 
 from core.errors import PoemError
 from core.experiments import results as out
@@ -21,6 +22,22 @@ from core.experiments.symmetry import InitSettings, run_init_experiment
 from core.training.backends import OPTIMIZERS
 
 # --- progress on stderr ------------------------------------------------------------------------------------
+
+
+def save(result: dict, base: Path, plot: str | None, markdown) -> None:
+    """An experiment's outputs side by side: its plot (the PNG's path, None without matplotlib), the JSON
+    of every number and the Markdown tables; `result` gains their paths."""
+    result["plot"] = plot
+    if plot is None:
+        result["plot_note"] = "no PNG: matplotlib is not installed (pip install matplotlib)"
+    out.write_json(base.with_suffix(".json"), result)
+    out.write_text(base.with_suffix(".md"), markdown(result))
+    paths = {kind: str(base.with_suffix(f".{kind}")) for kind in ("json", "md")}
+    result["outputs"] = {**paths, "png": plot}
+
+
+def wrote(base: Path, result: dict) -> str:
+    return f"wrote {base}.json, .md" + (", .png" if result["plot"] else f" ({result['plot_note']})")
 
 
 class Progress:
@@ -148,16 +165,8 @@ def cmd_optimizers(args, extra: dict, progress: Progress) -> dict:
     result["command"] = args.command_line
     base = args.out / f"optimizers-{slug(args.corpus)}"
     title = f"{len(optimizers)} optimizers on {args.corpus}, {out.budget_text(result['budget'])} each"
-    result["plot"] = out.plot_curves(result["runs"], base.with_suffix(".png"), title)
-    if result["plot"] is None:
-        result["plot_note"] = "no PNG: matplotlib is not installed (pip install matplotlib)"
-    out.write_json(base.with_suffix(".json"), result)
-    out.write_text(base.with_suffix(".md"), out.optimizers_markdown(result))
-    result["outputs"] = {
-        "json": str(base.with_suffix(".json")),
-        "md": str(base.with_suffix(".md")),
-        "png": result["plot"],
-    }
+    plot = out.plot_curves(result["runs"], base.with_suffix(".png"), title)
+    save(result, base, plot, out.optimizers_markdown)
     if not args.quiet and not args.json:
         progress.say("\n" + out.runs_table(result["runs"]))
         for xkey, xlabel in (("step", "optimizer step"), ("elapsed_s", "wall time (s)")):
@@ -168,7 +177,7 @@ def cmd_optimizers(args, extra: dict, progress: Progress) -> dict:
             progress.say(
                 out.terminal_plot(series, title=f"dev perplexity against {xlabel}", xlabel=xlabel, log_y=True)
             )
-    progress.say(f"wrote {base}.json, .md" + (", .png" if result["plot"] else f" ({result['plot_note']})"))
+    progress.say(wrote(base, result))
     return result
 
 
@@ -224,16 +233,7 @@ def cmd_init(args, progress: Progress) -> dict:
     result["command"] = args.command_line
     result["machine"] = machine()
     base = args.out / f"init-{slug(args.corpus)}"
-    result["plot"] = out.plot_init(result, base.with_suffix(".png"))
-    if result["plot"] is None:
-        result["plot_note"] = "no PNG: matplotlib is not installed (pip install matplotlib)"
-    out.write_json(base.with_suffix(".json"), result)
-    out.write_text(base.with_suffix(".md"), out.init_markdown(result))
-    result["outputs"] = {
-        "json": str(base.with_suffix(".json")),
-        "md": str(base.with_suffix(".md")),
-        "png": result["plot"],
-    }
+    save(result, base, out.plot_init(result, base.with_suffix(".png")), out.init_markdown)
     if not args.quiet and not args.json:
         progress.say("\n" + out.init_table(result))
         series = [
@@ -241,7 +241,7 @@ def cmd_init(args, progress: Progress) -> dict:
             for s in result["schemes"]
         ]
         progress.say(out.terminal_plot(series, title="dev perplexity", xlabel="step", log_y=True))
-    progress.say(f"wrote {base}.json, .md" + (", .png" if result["plot"] else f" ({result['plot_note']})"))
+    progress.say(wrote(base, result))
     return result
 
 
@@ -271,10 +271,8 @@ def cmd_models(args, extra: dict, progress: Progress) -> dict:
     )
     result["command"] = args.command_line
     base = args.out / f"{args.command}-{slug(args.corpus)}"
-    result["plot"] = architectures.plot(result, base.with_suffix(".png"))
-    out.write_json(base.with_suffix(".json"), result)
-    out.write_text(base.with_suffix(".md"), architectures.markdown(result))
+    save(result, base, architectures.plot(result, base.with_suffix(".png")), architectures.markdown)
     if not args.quiet and not args.json:
         progress.say("\n" + architectures.table(result))
-    progress.say(f"wrote {base}.json, .md" + (", .png" if result["plot"] else ""))
+    progress.say(wrote(base, result))
     return result
