@@ -13,16 +13,18 @@ adversary, and each example cost a forward pass of it.)
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 from core.corpus.lines import FINAL_ENDS, LINE_ENDS, split_lines
 from core.corpus.vocab import EOS
+from core.errors import SeedError
 from core.generation.quality import has_repeated_line, is_valid_form
 from core.generation.sampler import Sampler
 from core.generation.settings import SampleSettings
@@ -170,13 +172,6 @@ def test_the_auto_form_gives_a_regular_poem(vocab, model, sample, acrostic, max_
         assert not (max_repeats and has_repeated_line(poem.text)), poem.text  # max_repeats 0: no limit
 
 
-def cut_off_by_the_step_budget(text: str, s: SampleSettings) -> bool:
-    """The engine's known free-form failure (test_a_free_form_poem_ends_within_max_chars, xfail): a line
-    end forced at max_chars may be "，", the poem runs on, and the sampler stops after max_chars + 2 steps
-    with the poem unfinished (no final mark, or acrostic lines missing)."""
-    return len(text) - len(s.start) == s.max_chars + 2
-
-
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     model=models,
@@ -190,6 +185,7 @@ def test_a_free_form_poem_always_ends_cleanly(
     vocab, model, sample, acrostic, start_len, max_chars, max_repeats
 ):
     model["favourites"] = acrostic
+    max_chars = max(max_chars, 4 * (len(acrostic) + len(acrostic) % 2))  # else refused: the test below
     start = (acrostic[:1] + "春江花")[:start_len] if start_len else ""
     if max_repeats and start:
         max_repeats = max(max_repeats, *Counter(start).values())
@@ -197,13 +193,10 @@ def test_a_free_form_poem_always_ends_cleanly(
         form="free", start=start, acrostic=acrostic, max_chars=max_chars, max_repeats=max_repeats, **sample
     )
     for poem in stub_sampler(vocab, model).generate(s):
-        assume(not cut_off_by_the_step_budget(poem.text, s))
         body = assert_common_rules(poem, s, max_chars)
+        assert len(poem.text) <= max_chars, poem.text
         assert len(body) >= max(4, len(acrostic)) and len(body) % 2 == 0, poem.text
-        # lines of 3 to 11 characters (a line may be cut short only when the poem reaches max_chars)
-        assert all(len(line) <= 11 for line in body), poem.text
-        assert all(len(line) >= 3 for line in body[:-1]) or len(poem.text) >= max_chars - 1, poem.text
-        # (max_chars itself may be overrun by a few characters: the engine bug of the xfail test below)
+        assert all(3 <= len(line) <= 11 for line in body), poem.text  # lines of 3 to 11 characters
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -233,19 +226,15 @@ def test_non_finite_logits_still_give_the_asked_form(vocab, value):
     assert is_valid_form(poem.text), poem.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: in free form the line end forced at max_chars follows the line count's parity, so it "
-    "may be 「，」; the poem then runs past max_chars, and Sampler.generate stops after max_chars + 2 steps, "
-    "with it unfinished if it had not ended by then (no final mark, acrostic lines missing). Reported, "
-    "not fixed here.",
-)
 @pytest.mark.parametrize(
     "scale, start, acrostic, temperature, max_chars",
     [
-        (0.0, "", "", 0.0, 26),  # 28 characters, then the step budget: 「…，不不不，不，不。」, no <eos>
-        (1.0, "", "云云云云云", 0.0, 26),  # cut off at 28 with 4 of the 5 acrostic lines: 「…，云，云。」
-        (0.0, "春江花", "", 1.0, 16),  # ends, at 20 characters: 「…，涌打向。墟，终。」
+        # the minimal cases hypothesis found while the line end forced at max_chars followed the line
+        # count's parity: it could be 「，」, and the poem ran on past max_chars, unfinished
+        (0.0, "", "", 0.0, 26),  # was 28 characters, then the step budget: 「…，不不不，不，不。」, no <eos>
+        (1.0, "", "云云云云云", 0.0, 26),  # was cut off at 28 with 4 of the 5 acrostic lines: 「…，云，云。」
+        (0.0, "春江花", "", 1.0, 16),  # was 20 characters: 「…，涌打向。墟，终。」
+        (1.0, "", "云云云云云", 0.0, 24),  # six lines of 3 and their marks fill 24 exactly
     ],
 )
 def test_a_free_form_poem_ends_within_max_chars(vocab, scale, start, acrostic, temperature, max_chars):
@@ -256,5 +245,19 @@ def test_a_free_form_poem_ends_within_max_chars(vocab, scale, start, acrostic, t
     )  # fmt: skip
     poem = stub_sampler(vocab, dict(wants="nothing", scale=scale, boost=0.0, seed=0)).generate(s)[0]
     body = split_lines(poem.text)
-    assert len(poem.text) <= max_chars, poem.text
+    assert len(poem.text) <= max_chars and poem.text[-1] in FINAL_ENDS, poem.text
+    assert len(body) % 2 == 0 and all(3 <= len(line) <= 11 for line in body), poem.text
     assert [line[0] for line in body[: len(acrostic)]] == list(acrostic), poem.text
+
+
+@pytest.mark.parametrize(
+    "start, acrostic, max_chars, says",
+    [
+        ("", "云云云云云", 23, "an acrostic of 5 characters needs 6 free lines, at least 24 characters"),
+        ("春江花月夜春江花月夜", "", 16, "needs 「，」 to end within --max-chars 16"),
+    ],
+)
+def test_a_free_form_poem_that_cannot_fit_max_chars_is_refused(vocab, start, acrostic, max_chars, says):
+    s = SampleSettings(form="free", start=start, acrostic=acrostic, max_chars=max_chars, max_repeats=0)
+    with pytest.raises(SeedError, match=re.escape(says)):
+        stub_sampler(vocab, dict(wants="nothing", scale=0.0, boost=0.0, seed=0)).generate(s)

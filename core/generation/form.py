@@ -6,7 +6,9 @@ asked for:
 - form "auto" (the default): the model chooses 5 or 7 characters per line with its first line and 4 or 8
   lines, then every line has that length, "，" ends odd lines, "。" even ones, and `<eos>` follows;
 - form 5 or 7 with lines 4 or 8: exactly that (五绝, 七绝, 五律, 七律);
-- form "free": the model's own lines (3-11 characters), ending cleanly after a "。" (at least 4 lines);
+- form "free": the model's own lines (3-11 characters), ending cleanly after a "。" (at least 4 lines, an
+  even count), within max_chars: a line closes early, or with a final mark, when the lines the poem still
+  owes (the acrostic's, the couplet's second) would not fit otherwise;
 - an acrostic (藏头诗) puts its k-th character at the head of line k;
 - no character more than `max_repeats` times, and no line twice (the report's poems repeated one line);
   `max_repeats` 0 lifts both, so that τ 1 without truncation samples the model exactly, within the form.
@@ -24,6 +26,7 @@ from core.corpus.vocab import BOS, EOS
 from core.generation.settings import SampleSettings
 
 FREE_MIN_LINE, FREE_MAX_LINE = 3, 11
+FREE_LINE_COST = FREE_MIN_LINE + 1  # the fewest characters a free line takes, its mark included
 
 
 class PoemForm:
@@ -41,6 +44,8 @@ class PoemForm:
         self.comma, self.period = stoi["，"], stoi["。"]
         self.line_end_ids = {stoi[c] for c in LINE_ENDS if c in stoi}
         self.final_end_ids = {stoi[c] for c in FINAL_ENDS if c in stoi}
+        # free form: the fewest lines a poem may have (4, or the acrostic's, made even: couplets)
+        self.free_min_lines = max(4, len(self.acrostic) + len(self.acrostic) % 2)
         # state
         self.lines_done = 0
         self.line: list[int] = []
@@ -65,8 +70,20 @@ class PoemForm:
     def _end_mark(self) -> int:
         return self.comma if self.lines_done % 2 == 0 else self.period
 
+    def free_lines_owed(self, mark: int | None = None) -> int:
+        """Free form: the lines still to write once the open line closes with `mark` (None: the best
+        mark), so that the poem ends after an even count of at least free_min_lines lines, on a final
+        mark."""
+        number = self.lines_done + 1
+        if number < self.free_min_lines:
+            return self.free_min_lines - number
+        if number % 2:
+            return 1
+        return 0 if mark is None or mark in self.final_end_ids else 2
+
     def rule(self) -> tuple[str, object]:
-        """("force", token) or ("choose", (lengths-ok-to-end, may_eos)) for the next position."""
+        """("force", token), or ("choose", (what, line ends allowed)) for the next position: what is
+        "content", "content_or_ends" (content or one of the ends) or "eos_or_content"."""
         k = len(self.line)
         if self.n or self.form == "auto":
             target = self._line_len()
@@ -88,7 +105,7 @@ class PoemForm:
             if k == 0 and self.lines_done < len(self.acrostic):
                 return "force", self.acrostic[self.lines_done]
             if target is None and k == 5:
-                return "choose", ("content_or_end", self._end_mark())
+                return "choose", ("content_or_ends", {self._end_mark()})
             return "choose", ("content", None)
         # free form
         if k == 0 and self.lines_done < len(self.acrostic):
@@ -98,10 +115,13 @@ class PoemForm:
             if self.length >= self.max_chars - FREE_MAX_LINE - 1 and may_end:
                 return "force", EOS
             return "choose", ("eos_or_content" if may_end else "content", None)
-        if k >= FREE_MAX_LINE or self.length >= self.max_chars - 1:
-            return "force", self._end_mark()
+        room = self.max_chars - self.length  # characters still allowed, marks included
+        # one more character, then this line's mark and the shortest lines still owed, must fit
+        if k >= FREE_MAX_LINE or room < 2 + FREE_LINE_COST * self.free_lines_owed():
+            return "force", self._end_mark()  # "。" on an even line: a final mark, nothing more owed
         if k >= FREE_MIN_LINE:
-            return "choose", ("content_or_any_end", None)
+            ends = {t for t in self.line_end_ids if room >= 1 + FREE_LINE_COST * self.free_lines_owed(t)}
+            return "choose", ("content_or_ends", ends)
         return "choose", ("content", None)
 
     def banned(self) -> set[int]:
@@ -138,9 +158,9 @@ class PoemForm:
         kind, arg = self.rule()
         if kind == "force":
             return token == arg
-        what, mark = arg
+        what, ends = arg
         if token == EOS:
             return what == "eos_or_content"
         if token in self.line_end_ids:
-            return (what == "content_or_end" and token == mark) or what == "content_or_any_end"
+            return what == "content_or_ends" and token in ends
         return bool(content[token]) and token not in self.banned()

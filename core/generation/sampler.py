@@ -18,7 +18,7 @@ from core.corpus import normalize_text
 from core.corpus.lines import LINE_ENDS
 from core.corpus.vocab import BOS, EOS, PAD, UNK
 from core.errors import PoemError, SeedError
-from core.generation.form import PoemForm
+from core.generation.form import FREE_LINE_COST, FREE_MAX_LINE, PoemForm
 from core.generation.prosody_modes import VERSE_MODES, VerseMasks, VerseState
 from core.generation.settings import Poem, SampleSettings
 from core.model import resolve_precision
@@ -53,10 +53,6 @@ class Sampler:
             if i in (PAD, BOS, EOS, UNK) or ch in punct:
                 content[i] = False
         self.content = content
-        self.free_ends = torch.zeros(len(vocab), dtype=torch.bool)
-        for ch in LINE_ENDS:
-            if ch in vocab.stoi:
-                self.free_ends[vocab.stoi[ch]] = True
         for ch in "，。":
             if ch not in vocab.stoi:
                 raise SeedError(f"this model's vocabulary lacks {ch!r}: it cannot write regular lines")
@@ -137,7 +133,10 @@ class Sampler:
         kind, arg = shape.rule()
         if kind == "force" and arg != EOS:
             mark = self.vocab.itos[arg]
-            return f"the seed has 「{ch}」 {where} where a poem of form {form} needs 「{mark}」"
+            why = ""
+            if settings.form == "free" and len(shape.line) < FREE_MAX_LINE:
+                why = f" to end within --max-chars {settings.max_chars}"
+            return f"the seed has 「{ch}」 {where} where a poem of form {form} needs 「{mark}」{why}"
         return f"the seed cannot start a poem of form {form} at 「{ch}」 {where}"
 
     def _tone_masks(self):
@@ -177,6 +176,13 @@ class Sampler:
             max_lines = 64
         if len(acrostic) > max_lines:
             raise SeedError(f"the acrostic has {len(acrostic)} characters but the poem has {max_lines} lines")
+        if settings.form == "free":
+            lines = max(4, len(acrostic) + len(acrostic) % 2)
+            if lines * FREE_LINE_COST > settings.max_chars:
+                raise SeedError(
+                    f"an acrostic of {len(acrostic)} characters needs {lines} free lines, at least "
+                    f"{lines * FREE_LINE_COST} characters: raise --max-chars (now {settings.max_chars})"
+                )
         if acrostic and start:
             first = start[0]
             if first != acrostic[0]:
@@ -204,7 +210,7 @@ class Sampler:
         kind, arg = shape.rule()
         if kind == "force":
             return arg, None
-        what, mark = arg
+        what, ends = arg
         mask = self.content.clone()
         penalty = None
         banned = shape.banned()
@@ -216,10 +222,8 @@ class Sampler:
             want, penalty = shape.verse.next(shape.lines_done, len(shape.line))
             if want is not None and (mask & want).any():  # else: the form's rules win (all banned)
                 mask &= want
-        if what == "content_or_end":
-            mask[mark] = True
-        elif what == "content_or_any_end":
-            mask |= self.free_ends
+        if what == "content_or_ends":
+            mask[list(ends)] = True
         elif what == "eos_or_content":
             mask[EOS] = True
         return mask, penalty
