@@ -213,7 +213,7 @@ PRESETS: dict[str, dict] = {
         prosody=True,
         # the output layer reads h_t projected to 256 and shares the embedding: half the head's FLOPs
         tie_weights=True,
-        # AWD-LSTM's regularisers, light: within 30 minutes the model sees each poem only ~6 times
+        # AWD-LSTM's regularisers, light: within 30 minutes the model sees each poem at most ~18 times
         dropout=0.1,
         locked_dropout=True,
         weight_drop=0.1,
@@ -222,10 +222,10 @@ PRESETS: dict[str, dict] = {
         lr=3e-3,
         lr_schedule="cosine",  # anneals to lr/100 over the epochs (docs/REPORT.md §6)
         precision="auto",  # bf16 matmuls where the CPU has AVX512-BF16; float32 elsewhere
-        # 30 minutes of training, annealed over whichever ends first: the minutes or 10 epochs (the
-        # previous preset's 10 epochs took 19.8 minutes with AVX512-BF16; a 2-core AVX2 CPU fits ~2.5)
+        # 30 minutes of training, annealed over whichever ends first: the minutes or 20 epochs (2 cores
+        # with AVX512-BF16 fit ~18 epochs, a 2-core AVX2 CPU ~3; dev still fell at epoch 10, §11)
         max_minutes=30.0,
-        epochs=10,
+        epochs=20,
         patience=3,
         eval_every=400,
     ),
