@@ -325,6 +325,19 @@ def test_fine_tune_form(snap_compare, monkeypatch, fixed_root):
 
 
 def test_inspect(snap_compare, monkeypatch, fixed_root):
+    from core.inspection.poem import Inspector
+
+    real_inspect = Inspector.inspect
+
+    def inspect(self, *args, **kwargs):
+        """The real inspection; its float64 rounding error (the last digits differ between CPUs' kernels,
+        5.5e-16 on one, 1.5e-15 on another) checked, then shown as one fixed figure."""
+        result = real_inspect(self, *args, **kwargs)
+        assert result["grad_check_max_rel_error"] < 1e-12
+        return {**result, "grad_check_max_rel_error": 5.5e-16}
+
+    monkeypatch.setattr(Inspector, "inspect", inspect)
+
     async def run_before(pilot):
         await settle(pilot)
         await pilot.press("i")
