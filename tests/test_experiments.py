@@ -311,3 +311,41 @@ def test_init_results_are_reused_and_written(init_result, tmp_path, cli):
     assert "| zeros |" in table and "§10" in table and "1 of 8" in table
     stored = json.loads((tmp_path / "out" / "init-tang300.json").read_text(encoding="utf-8"))
     assert stored["unigram_entropy"] == pytest.approx(result["unigram_entropy"])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_reference_transformer_trains_for_its_budget_and_logs_like_a_run(precision, tmp_path):
+    """architectures' Transformer: its own loop for a time budget, in the LSTM runs' precision (bf16 only
+    where the CPU computes it natively), events a run's metrics.jsonl would hold, dev perplexity falling."""
+    from core.corpus import batches_for_mode
+    from core.experiments.transformer import TransformerConfig, TransformerLM, train_for
+    from core.model import resolve_precision
+    from core.runs.metrics import read_events
+    from core.training.perplexity import result_from_sums, score_poems
+    from core.training.settings import TrainConfig
+    from core.training.state import RunData
+
+    if precision == "bf16" and resolve_precision("auto", torch.device("cpu")) != "bf16":
+        pytest.skip("this CPU computes no bfloat16 natively")
+    data = RunData.load(TrainConfig.from_dict({"corpus": "tang300"}))
+    torch.manual_seed(0)
+    model = TransformerLM(
+        TransformerConfig(vocab_size=len(data.vocab), d_model=32, heads=2, layers=1, feedforward=64)
+    )
+
+    def batches_for(epoch):
+        return batches_for_mode(data.train_ids, "poem", 16, 64, seed=0, epoch=epoch)
+
+    dev = data.dev_ids[:16]
+    untrained = result_from_sums(*score_poems(model, dev, batch_size=16), len(dev)).perplexity
+    done = train_for(
+        model, batches_for, dev, tmp_path, minutes=0.05, lr=3e-3, warmup=5, eval_every=10,
+        precision=precision,
+    )  # fmt: skip
+    events = read_events(tmp_path)
+    assert events[0]["event"] == "config" and events[0]["precision"] == precision
+    evals = [e for e in events if e["event"] == "eval"]
+    assert done["event"] == "done" and done["status"] == "time_limit" and done["precision"] == precision
+    assert done["step"] >= 10 and done["elapsed_s"] >= 3.0 and done["tokens_per_s"] > 0  # 0.05 minutes
+    assert evals and evals[-1]["dev_ppl"] < untrained
+    assert done["best_dev_ppl"] == min(e["dev_ppl"] for e in evals)

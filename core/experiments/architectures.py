@@ -144,7 +144,12 @@ def run_transformer(plan: Plan, experiment: str, *, minutes: float, poems: int, 
             data.train_ids, cfg.seq_mode, cfg.batch_size, cfg.seq_len, seed=cfg.seed, epoch=epoch
         )
 
-    done = train_for(model, batches_for, data.dev_ids, run_dir, minutes=minutes, seed=plan.seed)
+    from core.model import resolve_precision
+
+    precision = resolve_precision(cfg.precision, torch.device("cpu"))  # the LSTM runs' (the preset's)
+    done = train_for(
+        model, batches_for, data.dev_ids, run_dir, minutes=minutes, seed=plan.seed, precision=precision
+    )
     split = scored_split(data.corpus)
     test = [data.vocab.encode(p) for p in data.corpus.splits[split]]
     judge = Judge.for_model(model, data.vocab, data.corpus, poems=poems, seed=plan.seed)
@@ -161,6 +166,7 @@ def run_transformer(plan: Plan, experiment: str, *, minutes: float, poems: int, 
         "steps": done["step"],
         "elapsed_s": done["elapsed_s"],
         "tokens_per_s": done["tokens_per_s"],
+        "precision": precision,
         "best_dev_ppl": done["best_dev_ppl"],
         "curve": curve,
         "parameters": model.parameters_without_embeddings(),

@@ -6,9 +6,11 @@ the embedding. It takes the same batches as PoetryLM and answers the same calls 
 state, mask)`), so the trainer's perplexity and the sampler work on it unchanged: its "state" is the ids
 seen so far, and each call attends over all of them (no cache: a poem is short).
 
-It trains with its own small loop (`train_for`): the same data, the same optimizer and a cosine learning
-rate over the time budget, evaluations on the whole dev split, events written as a run's metrics.jsonl, so
-that its curves sit next to the LSTM runs'. No checkpoints: the experiment scores it in-process.
+It trains with its own small loop (`train_for`): the same data, the same optimizer, the same matmul
+precision as the LSTM runs (bf16 autocast where the CPU computes it natively; evaluation in float32, as the
+trainer's), a cosine learning rate over the time budget, evaluations on the whole dev split, events written
+as a run's metrics.jsonl, so that its curves sit next to the LSTM runs'. No checkpoints: the experiment
+scores it in-process.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ def train_for(
     eval_every: int = 400,
     clip: float = 1.0,
     seed: int = 2019,
+    precision: str = "fp32",
 ) -> dict:
     """Adam with a linear warm-up and a cosine over the time budget; dev perplexity every `eval_every`
     steps and at the end; events to run_dir/metrics.jsonl. Returns the `done` event."""
@@ -102,7 +105,7 @@ def train_for(
         log.flush()
         return record
 
-    emit("config", model=asdict(model.cfg), minutes=minutes, lr=lr, warmup=warmup)
+    emit("config", model=asdict(model.cfg), minutes=minutes, lr=lr, warmup=warmup, precision=precision)
     start, budget, step, epoch, tokens, losses, best = (
         time.perf_counter(),
         minutes * 60,
@@ -136,8 +139,9 @@ def train_for(
                 for group in optimizer.param_groups:
                     group["lr"] = lr * max(factor, 0.01)
                 model.train()
-                logits, _ = model(batch.inputs, lengths=batch.lengths, mask=batch.mask)
-                loss = token_cross_entropy(logits, batch.targets[batch.mask])
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    logits, _ = model(batch.inputs, lengths=batch.lengths, mask=batch.mask)
+                    loss = token_cross_entropy(logits, batch.targets[batch.mask])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -151,7 +155,7 @@ def train_for(
         elapsed = time.perf_counter() - start
         return emit(
             "done", status="time_limit", step=step, best_dev_ppl=best, dev_ppl=last["dev_ppl"],
-            elapsed_s=elapsed, tokens_seen=tokens, tokens_per_s=tokens / elapsed,
+            elapsed_s=elapsed, tokens_seen=tokens, tokens_per_s=tokens / elapsed, precision=precision,
         )  # fmt: skip
     finally:
         log.close()
