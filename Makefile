@@ -9,8 +9,8 @@ PY := $(VENV)/bin/python
 TORCH_CONSTRAINTS ?= constraints/cpu.txt
 STAMP := $(VENV)/.poemtui-installed
 CORPUS_STAMP := data/chinese-poetry-2.0.1/.complete
-# The suite in one worker per core (pytest-xdist, at most 4; each worker runs torch on one thread and
-# trains its own session fixtures); worksteal rebalances when one worker is left with the long tests.
+# The suite in one pytest-xdist worker per core, at most 4 (each worker runs torch on one thread and trains
+# its own session fixtures); worksteal rebalances when one worker is left with the long tests.
 # `make test PYTEST_ARGS=` runs it in one process.
 PYTEST_ARGS ?= -n auto --maxprocesses 4 --dist worksteal
 

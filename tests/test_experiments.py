@@ -339,13 +339,13 @@ def test_the_reference_transformer_trains_for_its_budget_and_logs_like_a_run(pre
     dev = data.dev_ids[:16]
     untrained = result_from_sums(*score_poems(model, dev, batch_size=16), len(dev)).perplexity
     done = train_for(
-        model, batches_for, dev, tmp_path, minutes=0.05, lr=3e-3, warmup=5, eval_every=10,
+        model, batches_for, dev, tmp_path, minutes=0.02, lr=3e-3, warmup=5, eval_every=10,
         precision=precision,
     )  # fmt: skip
     events = read_events(tmp_path)
     assert events[0]["event"] == "config" and events[0]["precision"] == precision
     evals = [e for e in events if e["event"] == "eval"]
     assert done["event"] == "done" and done["status"] == "time_limit" and done["precision"] == precision
-    assert done["step"] >= 10 and done["elapsed_s"] >= 3.0 and done["tokens_per_s"] > 0  # 0.05 minutes
+    assert done["step"] >= 10 and done["elapsed_s"] >= 1.2 and done["tokens_per_s"] > 0  # 0.02 minutes
     assert evals and evals[-1]["dev_ppl"] < untrained
     assert done["best_dev_ppl"] == min(e["dev_ppl"] for e in evals)
