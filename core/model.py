@@ -46,6 +46,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if native else "fp32"
 
 
+def autocast(device, precision: str):
+    """The region a training forward pass runs in: bfloat16 matmuls for precision "bf16", else a no-op.
+    Open one per step: within one region the bf16 copies of the weights are cached and would miss the
+    optimizer's updates."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 class Prosody(nn.Module):
     """What a reader of regulated verse knows at each position, as features next to the embedding.
 

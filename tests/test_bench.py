@@ -101,9 +101,9 @@ def test_bf16_training_unit_casts_the_updated_weights_at_every_step():
 
     import torch
 
-    from core.bench.timing import autocast, train_unit
+    from core.bench.timing import train_unit
     from core.corpus import poem_batches
-    from core.model import ModelConfig, PoetryLM, masked_cross_entropy
+    from core.model import ModelConfig, PoetryLM, autocast, masked_cross_entropy
 
     batches = poem_batches([[5, 6, 7, 8], [9, 10, 11], [4, 12, 13, 14, 15]], 3, seed=0, epoch=0) * 3
     cfg = ModelConfig(vocab_size=16, embed_size=8, hidden_size=8, num_layers=1, dropout=0.0)

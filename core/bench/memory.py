@@ -12,7 +12,8 @@ import sys
 import torch
 
 from core.bench.models import BenchConfig, build_pair, load_batches
-from core.bench.timing import autocast, infer_unit, sync, train_unit
+from core.bench.timing import infer_unit, sync, train_unit
+from core.model import autocast
 
 
 def rss_mb(field: str = "VmRSS") -> float:

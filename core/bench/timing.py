@@ -10,7 +10,7 @@ import time
 import torch
 
 from core.bench.models import BenchConfig, ReferenceLM, build_pair, load_batches
-from core.model import PoetryLM, masked_cross_entropy
+from core.model import PoetryLM, autocast, masked_cross_entropy
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
@@ -116,11 +116,6 @@ def interleaved(tasks: dict, repeats: int, warmup: int, device, clock=time.perf_
             if round_ >= warmup:
                 times[name].append(clock() - start)
     return {name: statistics.median(t) for name, t in times.items()}
-
-
-def autocast(device, precision: str):
-    """The autocast the timed forward passes run under (see the module docstring)."""
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def measure(cfg: BenchConfig, repeats: int, device, clock=time.perf_counter, precision: str = "fp32") -> dict:

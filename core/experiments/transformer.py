@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.model import token_cross_entropy
+from core.model import autocast, token_cross_entropy
 from core.training.perplexity import result_from_sums, score_poems
 
 
@@ -139,9 +139,9 @@ def train_for(
                 for group in optimizer.param_groups:
                     group["lr"] = lr * max(factor, 0.01)
                 model.train()
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                with autocast("cpu", precision):  # as the trainer's step: the forward pass only
                     logits, _ = model(batch.inputs, lengths=batch.lengths, mask=batch.mask)
-                    loss = token_cross_entropy(logits, batch.targets[batch.mask])
+                loss = token_cross_entropy(logits, batch.targets[batch.mask])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)

@@ -29,6 +29,11 @@ FREE_MIN_LINE, FREE_MAX_LINE = 3, 11
 FREE_LINE_COST = FREE_MIN_LINE + 1  # the fewest characters a free line takes, its mark included
 
 
+def free_min_lines(acrostic_len: int) -> int:
+    """The fewest lines of a free-form poem: 4, or the acrostic's, made even (couplets)."""
+    return max(4, acrostic_len + acrostic_len % 2)
+
+
 class PoemForm:
     """Which tokens may come next for one poem, given what it holds so far."""
 
@@ -44,8 +49,7 @@ class PoemForm:
         self.comma, self.period = stoi["，"], stoi["。"]
         self.line_end_ids = {stoi[c] for c in LINE_ENDS if c in stoi}
         self.final_end_ids = {stoi[c] for c in FINAL_ENDS if c in stoi}
-        # free form: the fewest lines a poem may have (4, or the acrostic's, made even: couplets)
-        self.free_min_lines = max(4, len(self.acrostic) + len(self.acrostic) % 2)
+        self.free_min_lines = free_min_lines(len(self.acrostic))
         # state
         self.lines_done = 0
         self.line: list[int] = []

@@ -18,7 +18,7 @@ from core.corpus import normalize_text
 from core.corpus.lines import LINE_ENDS
 from core.corpus.vocab import BOS, EOS, PAD, UNK
 from core.errors import PoemError, SeedError
-from core.generation.form import FREE_LINE_COST, FREE_MAX_LINE, PoemForm
+from core.generation.form import FREE_LINE_COST, FREE_MAX_LINE, PoemForm, free_min_lines
 from core.generation.prosody_modes import VERSE_MODES, VerseMasks, VerseState
 from core.generation.settings import Poem, SampleSettings
 from core.model import resolve_precision
@@ -177,7 +177,7 @@ class Sampler:
         if len(acrostic) > max_lines:
             raise SeedError(f"the acrostic has {len(acrostic)} characters but the poem has {max_lines} lines")
         if settings.form == "free":
-            lines = max(4, len(acrostic) + len(acrostic) % 2)
+            lines = free_min_lines(len(acrostic))
             if lines * FREE_LINE_COST > settings.max_chars:
                 raise SeedError(
                     f"an acrostic of {len(acrostic)} characters needs {lines} free lines, at least "

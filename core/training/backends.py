@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from core.errors import CheckpointError, PoemError
-from core.model import ModelConfig, PoetryLM, token_cross_entropy
+from core.model import ModelConfig, PoetryLM, autocast, token_cross_entropy
 from core.runs import checkpoint as ck
 from core.runs import state_json
 from core.training import distributed as dist
@@ -68,7 +68,6 @@ class TorchBackend:
         self.clip = clip
         # autocast: every matmul (output layer and LSTM) in bfloat16, the rest float32
         self.precision = precision
-        self.bf16 = precision == "bf16"
         self.model = PoetryLM(mcfg, vocab=vocab).to(device)
         self.optimizer = make_torch_optimizer(optimizer, self.model.parameters(), lr, momentum, weight_decay)
         self.net = self.model  # what the forward pass calls: the model, or its DDP wrapper
@@ -87,7 +86,7 @@ class TorchBackend:
     def train_step(self, batch) -> tuple[float, float] | None:
         """One optimizer step; None when the loss or the gradient is not finite (the step is skipped)."""
         self.model.train()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with autocast(self.device, self.precision):
             logits, _ = self.net(batch.inputs, lengths=batch.lengths, mask=batch.mask)
         loss = token_cross_entropy(logits, batch.targets[batch.mask])
         self.optimizer.zero_grad(set_to_none=True)
