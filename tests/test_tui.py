@@ -370,11 +370,20 @@ async def test_train_watch_stop_browse_and_write(tmp_path):
         # throttled): how late does a 10 ms sleep wake up meanwhile?
         lags, steps = [], state.step
         start = time.perf_counter()
-        while time.perf_counter() - start < 3 or state.step <= steps:  # 3 s, and training goes on meanwhile
+        while time.perf_counter() - start < 1.5 or state.step <= steps:  # 1.5 s, as training goes on
             assert time.perf_counter() - start < 120, "no batch event in 2 minutes"
             t = time.perf_counter()
             await asyncio.sleep(0.01)
             lags.append(time.perf_counter() - t - 0.01)
+
+        # An evaluation brings a sample poem and a checkpoint (a 16-unit epoch takes about a second).
+        await wait_for(
+            pilot,
+            lambda: re.search(r"sample poem · epoch \d+.*rnn_\d+_\d+_", screen_text(app), re.S),
+            timeout=120,
+            what="the first evaluation's sample poem and checkpoint",
+        )
+        assert "dev ppl" in text_of(app.screen.query_one("#stats"))
 
         # Leaving the screen does not stop the run; keys switch screens while it trains; coming back shows it.
         seen = state.step

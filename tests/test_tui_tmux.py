@@ -53,7 +53,7 @@ class Terminal:
             screen = self.screen()
             if text in screen:
                 return screen
-            time.sleep(0.3)
+            time.sleep(0.1)
         raise AssertionError(f"{text!r} did not appear within {timeout:.0f}s; the screen:\n{self.screen()}")
 
     def close(self) -> None:
@@ -81,10 +81,8 @@ def test_first_run_train_stop_browse_write_in_a_real_terminal(terminal, tmp_path
     screen = terminal.wait_for("tokens/s", timeout=60)
     assert "epoch" in screen and "ETA" in screen
 
-    # Live updates: the first evaluation brings a sample poem and a checkpoint.
-    screen = terminal.wait_for("rnn_1_", timeout=600)
-    assert "sample poem · epoch 1" in screen and "dev ppl" in screen
-
+    # Stopped during its first epoch (evaluations, sample poems and their checkpoints are watched under
+    # Pilot, tests/test_tui.py): the stop saves last.safetensors, which the browser lists and writes with.
     terminal.keys("s")
     terminal.wait_for("Stop training?")
     terminal.keys("y")
@@ -101,7 +99,9 @@ def test_first_run_train_stop_browse_write_in_a_real_terminal(terminal, tmp_path
     terminal.wait_for("writing with", timeout=60)
     terminal.keys("月", literal=True)
     terminal.keys("Enter")
-    screen = terminal.wait_for("◎", timeout=60)  # the poem is complete: its tones and rhymes are shown
+    # The poem is complete when the session's figures count it (above the poems: the stop's notification
+    # may cover the right part of the poem's rows for a few seconds; what it covers is left out below).
+    screen = terminal.wait_for("1 poems", timeout=60)
     poem_lines = [line.strip() for line in screen.splitlines() if line.strip().startswith("月")]
     assert poem_lines and "，" in poem_lines[0], screen
     # Under each row of the poem, its tones (○ 平 ● 仄), one mark under each two-cell character.
