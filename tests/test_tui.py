@@ -72,7 +72,7 @@ def make_app(root: Path, **kwargs) -> PoemApp:
 
 
 async def wait_for(
-    pilot, condition, timeout: float = 60.0, what: str = "condition", poll: float = 0.1
+    pilot, condition, timeout: float = 60.0, what: str = "condition", poll: float = 0.02
 ) -> None:
     """Let the app run until `condition()` holds (training and sampling happen outside the test's control)."""
     deadline = time.monotonic() + timeout
@@ -643,7 +643,7 @@ def test_an_experiment_launches_its_runs_in_turn_and_ends_at_a_stop(tmp_path):
     assert runs[0].calls == ["prepare", ("finished", 130)] and runs[1].calls == []
 
 
-EXPERIMENT_STEPS = 40  # a test's budget per run (the palette's default is 180 steps of the tang300 model)
+EXPERIMENT_STEPS = 12  # a test's budget per run (the palette's default is 180 steps of the tang300 model)
 SMALL_MODEL = {"embed_size": 16, "hidden_size": 16}  # the sequence is what is tested, not the model
 
 

@@ -155,20 +155,22 @@ def app_for(root: Path, monkeypatch, **kwargs) -> PoemApp:
 
 
 async def settle(pilot) -> None:
-    """Let workers (listing, loading) finish and stop the cursor blinking: the same picture every time."""
+    """Let workers (listing, loading) finish and the messages they post be handled, and stop the cursor
+    blinking: the same picture every time. (Waits for work, not for a fixed time: what a timer defers, such
+    as the Generate screen's check, is waited for by the test with wait_until.)"""
     for _ in range(3):
         await pilot.app.workers.wait_for_complete()
-        await pilot.pause(0.1)
+        await pilot.pause()
     for widget in pilot.app.screen.query(Input):
         widget.cursor_blink = False
-    await pilot.pause(0.1)
+    await pilot.pause()
 
 
 async def wait_until(pilot, condition, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out"
-        await pilot.pause(0.1)
+        await pilot.pause(0.02)
 
 
 def test_welcome(snap_compare, monkeypatch, tmp_path):
