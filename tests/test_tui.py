@@ -452,11 +452,16 @@ async def test_train_watch_stop_browse_and_write(tmp_path):
             ),
             what="the listing with the stop's checkpoint",
         )
-        entry = browser.selected
         # Sorted by perplexity: the first is the run's best evaluation, or the checkpoint saved at the stop.
-        assert entry.run == "flow" and entry.readable and {"best", "last"} & set(entry.tags)
+        first = browser.entries[0]
+        assert first.run == "flow" and first.readable and {"best", "last"} & set(first.tags)
         last = next(e for e in browser.entries if "last" in e.tags)
         assert last.run == "flow" and last.path.samefile(saved)
+        # The cursor is where it was when the screen was last seen (a new listing keeps it on its
+        # checkpoint while that one exists): ctrl+home goes to the first row.
+        await pilot.press("ctrl+home")
+        await wait_for(pilot, lambda: browser.selected == first, what="the cursor on the first row")
+        entry = browser.selected
         table = browser.query_one(DataTable)
         assert str(table.get_row_at(table.cursor_row)[0]) == "flow"
         assert "vocabulary" in text_of(browser.query_one("#detail-info"))
