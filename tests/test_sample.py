@@ -118,6 +118,23 @@ def test_gelv_with_a_chosen_rhyme_group(sampler):
         assert result.passed and result.to_json()["rhyme_group"] == "东", p.text
 
 
+@pytest.mark.parametrize(
+    "values, applies, problem",
+    [
+        ({"gelv": True, "form": "5"}, True, None),
+        ({"prosody": "rhyme", "form": "auto"}, True, None),
+        ({"prosody": "soft", "form": "7"}, True, None),
+        ({"prosody": "none", "form": "5"}, False, "rhyming prosody"),
+        ({"prosody": "rhyme", "form": "free"}, False, "free lines do not rhyme"),
+    ],
+)
+def test_a_rhyme_group_applies_where_lines_rhyme(values, applies, problem):
+    """One rule (SampleSettings.rhyme_applies): the checks of --rhyme and the Generate screen read it."""
+    assert SampleSettings.rhyme_applies(values) is applies
+    found = SampleSettings.combination_problems({**values, "rhyme": "东"}).get("rhyme")
+    assert (found is None) if problem is None else (problem in found), found
+
+
 def test_gelv_needs_a_form(sampler):
     with pytest.raises(OptionError, match="--gelv: needs a fixed form"):
         sampler.check(SampleSettings(gelv=True))

@@ -80,6 +80,14 @@ class SampleSettings(Options):
         """The prosody mode in effect: `gelv` (the switch) is `--prosody gelv`."""
         return "gelv" if self.gelv else self.prosody
 
+    @staticmethod
+    def rhyme_applies(values: dict) -> bool:
+        """Whether a rhyme group (--rhyme) has lines to act on: 格律, or a rhyming prosody mode with a form
+        whose lines rhyme (auto, 5 or 7: free lines do not rhyme here)."""
+        return bool(values.get("gelv")) or (
+            values.get("prosody", "none") in RHYMING and values.get("form") != "free"
+        )
+
     @classmethod
     def combination_problems(cls, values: dict) -> dict[str, str]:
         if values.get("lines") is not None and values.get("form") not in ("5", "7"):
@@ -92,9 +100,9 @@ class SampleSettings(Options):
             return {"prosody": f"--gelv is --prosody gelv: it does not go with --prosody {prosody}"}
         if prosody == "gelv" and not regular:
             return {"prosody": "gelv needs a fixed form: form 5 or 7, with 4 or 8 lines"}
-        if values.get("rhyme") and not values.get("gelv") and prosody not in RHYMING:
-            return {"rhyme": "goes with 格律 (gelv) or a rhyming prosody: " + ", ".join(RHYMING)}
-        if values.get("rhyme") and values.get("form") == "free":
+        if values.get("rhyme") and not cls.rhyme_applies(values):
+            if prosody not in RHYMING:
+                return {"rhyme": "goes with 格律 (gelv) or a rhyming prosody: " + ", ".join(RHYMING)}
             return {"rhyme": "goes with a regular form (auto, 5 or 7): free lines do not rhyme here"}
         return {}
 

@@ -18,7 +18,7 @@ from textual.worker import get_current_worker
 
 from core.errors import PoemError
 from core.generation.sampler import Sampler
-from core.generation.settings import RHYMING, SampleSettings
+from core.generation.settings import SampleSettings
 from core.options import OptionError, brief
 from poemtui.dialogs.save_poems import SavePoemsDialog
 from poemtui.state import catalog
@@ -290,10 +290,14 @@ class GenerateScreen(Screen):
         self.check_soon()
 
     def rhymes(self) -> bool:
-        """A rhyme group applies: 格律 on, or a rhyming prosody mode with a form that rhymes (not free)."""
-        gelv = str(self.query_one("#field-gelv", Select).value) == "on"
-        free = str(self.query_one("#field-form", Select).value) == "free"
-        return gelv or (not free and str(self.query_one("#field-prosody", Select).value) in RHYMING)
+        """Whether the Rhyme field applies to what the other fields say (SampleSettings.rhyme_applies)."""
+        return SampleSettings.rhyme_applies(
+            {
+                "gelv": str(self.query_one("#field-gelv", Select).value) == "on",
+                "form": str(self.query_one("#field-form", Select).value),
+                "prosody": str(self.query_one("#field-prosody", Select).value),
+            }
+        )
 
     def gelv_switched(self, on: bool) -> None:
         """格律 on: a regular form (the free or auto form becomes 5, and says so), rhyme and tones shown."""
