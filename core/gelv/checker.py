@@ -376,12 +376,8 @@ def check(poem: str | list[str]) -> GelvResult:
     return Gelv.load().check(poem)
 
 
-def quality(poems: list[str]) -> dict:
-    """The 格律 figures `core.evaluate --quality` reports for a set of generated poems.
-
-    regular: share in a regular form; passed: share passing the checker (irregular poems fail);
-    passed_regular, rhyme_rate, tone_conformity: over the regular ones only.
-    """
+def check_all(poems: list[str]) -> list[GelvResult]:
+    """The results of the poems in a regular form (the others, which the checker refuses, are left out)."""
     gelv = Gelv.load()
     results = []
     for poem in poems:
@@ -389,6 +385,16 @@ def quality(poems: list[str]) -> dict:
             results.append(gelv.check(poem))
         except GelvError:
             continue
+    return results
+
+
+def quality(poems: list[str]) -> dict:
+    """The 格律 figures `core.evaluate --quality` reports for a set of generated poems.
+
+    regular: share in a regular form; passed: share passing the checker (irregular poems fail);
+    passed_regular, rhyme_rate, tone_conformity: over the regular ones only.
+    """
+    results = check_all(poems)
     n, k = len(poems), len(results)
 
     def share(count: int, of: int) -> float | None:

@@ -10,7 +10,7 @@ import random
 import statistics
 from collections import Counter
 
-from core.gelv.checker import Gelv, GelvResult, read_regular_lines
+from core.gelv.checker import Gelv, GelvResult, check_all, read_regular_lines
 from core.gelv.data import GelvError
 
 # Famous regulated poems of 唐诗三百首, looked up by (title, author) in the corpus file.
@@ -127,17 +127,6 @@ def summarize(results: list[GelvResult], total: int) -> dict:
         "forms": dict(Counter(r.form for r in results).most_common()),
         "patterns_passed": dict(Counter(r.pattern.name for r in results if r.passed).most_common()),
     }
-
-
-def check_all(poems: list[str]) -> list[GelvResult]:
-    gelv = Gelv.load()
-    results = []
-    for poem in poems:
-        try:
-            results.append(gelv.check(poem))
-        except GelvError:
-            continue
-    return results
 
 
 def shuffled(poems: list[str], seed: int = 0) -> list[str]:
