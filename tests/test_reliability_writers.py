@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,10 +20,12 @@ from pathlib import Path
 
 import pytest
 from conftest import CliResult, assert_user_error, run_cli, start_cli_process
+from engine_fixtures import tiny_config
 
 from core.errors import PoemError
 from core.runs.checkpoint import EXT, load_checkpoint, read_meta
 from core.runs.folder import LOCK, RunFolder
+from core.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--corpus", "tang300", "--embed-size", "16", "--hidden-size", "16", "--num-layers", "1"]
@@ -165,3 +168,30 @@ def test_a_running_training_keeps_its_folder(tmp_path):
         proc.communicate(timeout=120)
     assert proc.returncode == 130
     load_checkpoint(run / f"last{EXT}")
+
+
+def test_a_folder_removed_and_made_again_under_a_running_training_is_left_alone(tmp_path):
+    """rm -rf of a run folder while it trains, then a new training in the same place: its claim succeeds (the
+    old lock is on the removed .lock), so the old writer must see for itself that the folder is no longer its
+    own: its next save stops it in one line, and the new run's files are untouched (not overwritten, not
+    pruned by the old run's retention)."""
+    run = tmp_path / "run"
+    theirs = "rnn_1_1_500.00_adam.safetensors"
+    newcomer: list[RunFolder] = []
+
+    def replace_the_folder(event):
+        if event["event"] == "checkpoint" and not newcomer:
+            shutil.rmtree(run)
+            run.mkdir()
+            newcomer.append(RunFolder(run))
+            newcomer[0].claim()
+            (run / theirs).write_bytes(b"the new run's checkpoint")
+
+    trainer = Trainer.new(tiny_config(max_steps=8, eval_every=2, keep=1), run, on_event=replace_the_folder)
+    try:
+        with pytest.raises(PoemError, match="removed or replaced while this run wrote to it"):
+            trainer.run()
+        assert sorted(os.listdir(run)) == [LOCK, theirs]
+        assert (run / theirs).read_bytes() == b"the new run's checkpoint"
+    finally:
+        newcomer[0].release()

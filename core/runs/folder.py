@@ -161,6 +161,24 @@ class RunFolder:
     def claimed(self) -> bool:
         return self._lock is not None
 
+    def check_held(self) -> None:
+        """Before a write: is the folder still the one claimed? Removed while the run trained, its path may
+        hold nothing, or a new folder that another training has claimed (the old lock is on the removed
+        .lock, so nothing stops it): saving, pointing best/last and pruning there would overwrite and delete
+        that run's files. A writer that finds its folder gone stops, saying so."""
+        if self._lock is None:
+            return
+        try:
+            held, now = os.fstat(self._lock), os.stat(self.path / LOCK)
+            same = (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+        except OSError:
+            same = False
+        if not same:
+            raise PoemError(
+                f"{self.path} was removed or replaced while this run wrote to it: nothing more is written "
+                "there (its checkpoints went with the folder)"
+            )
+
     # --- checkpoints and pointers --------------------------------------------------------------------
 
     def pointer(self, name: str) -> Path:

@@ -212,6 +212,7 @@ class Trainer:
         self._saved_step = p.step
         if not dist.is_main():
             return None
+        self.folder.check_held()
         path = self.run_dir / name
         tensors, optimizer_info = self.backend.state()
         tensors.update(rng_tensors())
