@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.text import Text
 from safetensors.torch import save as st_save
 from textual.content import Content
-from textual.widgets import DataTable, Input, Select, Static
+from textual.widgets import Button, DataTable, Input, Select, Static
 
 from core.corpus.lines import split_lines
 from core.corpus.vocab import Vocab
@@ -171,6 +171,21 @@ async def test_first_run_welcomes_and_every_screen_explains_itself(tmp_path):
             pilot, lambda: not app.screen.loading and app.screen.query_one("#no-checkpoint").display
         )
         assert "No checkpoint to write with yet" in screen_text(app)
+
+
+@run_async
+async def test_a_dialog_keeps_its_buttons_on_a_short_terminal(tmp_path):
+    """70×22: the welcome text is taller than the dialog can be: it scrolls, the buttons stay on screen."""
+    app = make_app(tmp_path / "checkpoints")
+    async with app.run_test(size=(70, 22)) as pilot:
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, WelcomeDialog)
+        for button in dialog.query(Button):
+            region = button.region
+            assert region.height > 0 and region.bottom <= 22 and region.right <= 70, (button.id, region)
+        await pilot.click("#configure")
+        await wait_for(pilot, lambda: isinstance(app.screen, TrainFormScreen), what="the form")
 
 
 @run_async
