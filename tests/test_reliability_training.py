@@ -371,6 +371,31 @@ def test_weights_gone_infinite_are_never_saved(tmp_path):
 NAN_ARGS = ["--eval-every", "3", "--max-steps", "6", "--events", "jsonl"]
 
 
+def test_the_error_that_ends_a_run_is_said_once(tmp_path, monkeypatch):
+    """`python -m core.train` (in this process) whose training loss is always NaN: the skipped steps are
+    warned of as they come, and the error that ends the run is on the console once (core.cli's exit line;
+    the trainer's last event, marked fatal, stays in metrics.jsonl and --events jsonl, not on the console)."""
+    from core.model import PoetryLM
+
+    forward = PoetryLM.forward
+
+    def nan_while_training(self, inputs, *args, **kwargs):
+        logits, state = forward(self, inputs, *args, **kwargs)
+        return (logits * float("nan") if self.training else logits), state
+
+    monkeypatch.setattr(PoetryLM, "forward", nan_while_training)
+    run = tmp_path / "run"
+    argv = [*TINY_ARGS, "--max-bad-steps", "2", "--eval-every", "0", "--run-dir", run]
+    out = run_cli("train", *argv, env={"POEMTUI_KEEP_MEMORY": "0"})
+    assert out.status == 2, out.err[-2000:]
+    lines = out.err.strip().splitlines()
+    ending = "2 non-finite steps in a row"
+    assert sum(ending in line for line in lines) == 1 and ending in lines[-1], out.err
+    assert sum("skipped" in line for line in lines) == 2, out.err  # the warnings, each once
+    last = json.loads((run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[-1])
+    assert last["event"] == "error" and last["fatal"] and ending in last["message"]
+
+
 def test_a_nan_evaluation_through_the_command_is_reported_not_a_crash(tmp_path, monkeypatch):
     """`python -m core.train` (in this process; malloc left alone) with the model's logits made NaN during
     its first evaluation, as a diverging model would show it: a NaN dev loss."""

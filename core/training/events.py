@@ -48,6 +48,8 @@ class Output:
             return
         if self.events_jsonl:
             self._write(sys.stdout, line + "\n")
+        elif event["event"] == "error" and event.get("fatal"):
+            return  # the error that ends the run: core.cli says it once, on stderr, as the command exits
         elif self.live is not None:
             try:
                 self.live.update(event)

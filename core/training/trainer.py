@@ -265,7 +265,7 @@ class Trainer:
                 dev = self._evaluate(scheduled=False)
                 self.save(dev, best=self._improves_best(dev))
         except PoemError as exc:
-            self.emit("error", message=str(exc), step=p.step)
+            self.emit("error", message=str(exc), step=p.step, fatal=True)  # the run ends with it
             self.folder.release()
             raise
         except BaseException:
