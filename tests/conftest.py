@@ -2,6 +2,7 @@
 
 - `tang300`, `quantangshi`: the real corpora (fetched by `make test` / .ci/run), loaded once per session.
 - Small real training runs on tang300, trained once per session: tests/engine_fixtures.py.
+- The app under Pilot: waiting for it and reading its screen as text, tests/pilot_helpers.py.
 - Commands. `cli("evaluate", CKPT, "--json")` runs `python -m core.evaluate CKPT --json` in this process,
   through core.cli.run exactly as the command's `__main__` does, and returns a CliResult (status, out, err):
   no new interpreter, no second of `import torch`. Error paths, JSON shapes and figures use it.

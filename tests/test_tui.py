@@ -21,12 +21,11 @@ import time
 from pathlib import Path
 
 import pytest
+from pilot_helpers import screen_text, text_of, toasts, wait_for
 from rich.cells import cell_len
 from rich.console import Console
-from rich.text import Text
 from safetensors.torch import save as st_save
-from textual.content import Content
-from textual.widgets import Button, DataTable, Input, Select, Static
+from textual.widgets import Button, DataTable, Input, Select
 
 from core.corpus.lines import split_lines
 from core.corpus.vocab import Vocab
@@ -71,34 +70,6 @@ def make_app(root: Path, **kwargs) -> PoemApp:
     return PoemApp(checkpoints_dir=root, python=sys.executable, **kwargs)
 
 
-async def wait_for(
-    pilot, condition, timeout: float = 60.0, what: str = "condition", poll: float = 0.02
-) -> None:
-    """Let the app run until `condition()` holds (training and sampling happen outside the test's control)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            shown = f"{screen_text(pilot.app)}\n{toasts(pilot.app)}".strip()
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; on screen:\n{shown}")
-        await pilot.pause(poll)
-
-
-def text_of(widget) -> str:
-    """What a Static shows, as plain text (markup resolved, rich tables rendered)."""
-    content = widget.content
-    if isinstance(content, str):
-        return Content.from_markup(content).plain
-    if isinstance(content, Text | Content):
-        return content.plain
-    console = Console(width=200, file=io.StringIO(), color_system=None)
-    console.print(content)
-    return console.file.getvalue()
-
-
-def screen_text(app) -> str:
-    return "\n".join(text_of(w) for w in app.screen.query(Static) if w.display)
-
-
 async def type_into(pilot, selector: str, text: str, settle: float = 0.0) -> None:
     """Replace an input's text as a user (or an IME, or a paste) would, and let the screen react."""
     widget = pilot.app.screen.query_one(selector, Input)
@@ -135,11 +106,6 @@ async def palette(pilot, words: str) -> None:
     await pilot.pause(0.3)
     await pilot.press("enter")
     await pilot.pause()
-
-
-def toasts(app) -> str:
-    """The notifications on screen now."""
-    return "\n".join(toast.render().plain for toast in app.screen.query("Toast"))
 
 
 # --- first run: every screen says what to do ------------------------------------------------------------

@@ -8,6 +8,7 @@ import asyncio
 import sys
 
 import pytest
+from pilot_helpers import wait_for
 from run_fixtures import build_run
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
@@ -31,14 +32,6 @@ def root(tmp_path_factory):
     return root
 
 
-async def until(pilot, condition, timeout: float = 20.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("timed out")
-
-
 def test_comparison_state(root):
     view = Comparison.load([root / "adam", root / "sgd"])
     assert view.columns()[0] == "run" and view.columns()[-2:] == ["optimizer", "lr"]
@@ -56,7 +49,7 @@ def test_mark_two_runs_and_compare_by_keys(root):
     async def go():
         app = PoemApp(checkpoints_dir=root, python=sys.executable)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, CheckpointsScreen) and app.screen.entries)
+            await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen) and app.screen.entries)
             screen = app.screen
             await pilot.press("c")  # nothing marked: a warning, no screen
             assert isinstance(app.screen, CheckpointsScreen)
@@ -72,7 +65,7 @@ def test_mark_two_runs_and_compare_by_keys(root):
             assert set(screen.marked) == marked
             assert "2 marked" in str(screen.query_one("#summary").render())
             await pilot.press("c")
-            await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.view)
+            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.view)
             compare = app.screen
             table = compare.query_one(DataTable)
             assert table.row_count == 2
@@ -97,13 +90,13 @@ def test_the_palette_opens_the_optimizer_experiment(root):
     async def go():
         app = PoemApp(checkpoints_dir=root, python=sys.executable)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, CheckpointsScreen))
+            await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen))
             await pilot.press("ctrl+p")
             await pilot.pause()
             await pilot.press(*"compare the optimizer")
             await pilot.pause(0.4)
             await pilot.press("enter")
-            await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.view)
+            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.view)
             assert [r.name for r in app.screen.view.runs] == ["adam", "rmsprop"]
 
     asyncio.run(go())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from pilot_helpers import wait_for
 from textual.widgets import Input, Static
 
 from poemtui.app import PoemApp
@@ -19,14 +20,6 @@ from poemtui.state import train_options as opts
 SIZE = (120, 36)
 
 
-async def until(pilot, condition, timeout: float = 30.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("timed out")
-
-
 def rendered(screen, selector: str) -> str:
     return str(screen.query_one(selector, Static).render())
 
@@ -35,9 +28,9 @@ def test_inspect_a_poem_by_keys(tiny_run):
     async def go():
         app = PoemApp(checkpoints_dir=tiny_run.parent, python=sys.executable)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, CheckpointsScreen) and app.screen.entries)
+            await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen) and app.screen.entries)
             await pilot.press("i")
-            await until(pilot, lambda: isinstance(app.screen, InspectScreen) and app.screen.result)
+            await wait_for(pilot, lambda: isinstance(app.screen, InspectScreen) and app.screen.result)
             screen = app.screen
             assert "perplexity" in rendered(screen, "#poem-view")
             assert "predicted there" in rendered(screen, "#top5")
@@ -53,7 +46,7 @@ def test_inspect_a_poem_by_keys(tiny_run):
             assert field.has_focus
             field.value = "床前明月光，疑是地上霜。"
             await pilot.press("enter")
-            await until(pilot, lambda: screen.result and screen.result["chars"][0] == "床")
+            await wait_for(pilot, lambda: screen.result and screen.result["chars"][0] == "床")
             await pilot.press("escape")
             await pilot.pause()
             assert isinstance(app.screen, CheckpointsScreen)
@@ -67,13 +60,13 @@ def test_fine_tune_from_a_checkpoint(tiny_run, tmp_path):
         launched = []
         app.launch = launched.append  # the command, not a training child
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, CheckpointsScreen) and app.screen.entries)
+            await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen) and app.screen.entries)
             entry = app.screen.selected
             await pilot.press("f")
-            await until(pilot, lambda: isinstance(app.screen, TrainFormScreen) and app.screen.is_mounted)
+            await wait_for(pilot, lambda: isinstance(app.screen, TrainFormScreen) and app.screen.is_mounted)
             form = app.screen
             fields = form.fields()
-            await until(pilot, lambda: fields["init_from"].text)
+            await wait_for(pilot, lambda: fields["init_from"].text)
             assert fields["init_from"].text == str(entry.path)
             assert fields["hidden_size"].text == "32" and fields["hidden_size"].control.disabled
             assert "Fine-tuning" in rendered(form, "#banner")
@@ -118,9 +111,9 @@ def test_inspect_without_the_run_corpus_still_shows_the_poem(tiny_checkpoint, mo
     async def go():
         app = PoemApp(checkpoints_dir=tiny_checkpoint.parent.parent, python=sys.executable)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, CheckpointsScreen) and app.screen.entries)
+            await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen) and app.screen.entries)
             app.open_inspect(tiny_checkpoint)
-            await until(pilot, lambda: isinstance(app.screen, InspectScreen) and app.screen.result)
+            await wait_for(pilot, lambda: isinstance(app.screen, InspectScreen) and app.screen.result)
             assert "search skipped" in rendered(app.screen, "#units")
             assert any("no such file" in str(n.message) for n in app._notifications)
 

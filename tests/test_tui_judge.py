@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 
-from test_tui import SIZE, copy_run, make_app, palette, run_async, text_of, type_into, wait_for
+from pilot_helpers import text_of, wait_for
+from test_tui import SIZE, copy_run, make_app, palette, run_async, type_into
 from textual.widgets import ProgressBar, Select
 
 from core.generation.sampler import Sampler

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pilot_helpers import wait_for
 from run_fixtures import BATCHES, T0, TINY
 from textual.widgets import Input
 
@@ -157,20 +158,13 @@ def app_for(root: Path, monkeypatch, **kwargs) -> PoemApp:
 async def settle(pilot) -> None:
     """Let workers (listing, loading) finish and the messages they post be handled, and stop the cursor
     blinking: the same picture every time. (Waits for work, not for a fixed time: what a timer defers, such
-    as the Generate screen's check, is waited for by the test with wait_until.)"""
+    as the Generate screen's check, is waited for by the test with wait_for.)"""
     for _ in range(3):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
     for widget in pilot.app.screen.query(Input):
         widget.cursor_blink = False
     await pilot.pause()
-
-
-async def wait_until(pilot, condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await pilot.pause(0.02)
 
 
 def test_welcome(snap_compare, monkeypatch, tmp_path):
@@ -265,12 +259,12 @@ def test_generate_with_unknown_seed(snap_compare, monkeypatch, fixed_root):
     async def run_before(pilot):
         await settle(pilot)
         await pilot.press("ctrl+g")
-        await wait_until(
+        await wait_for(
             pilot, lambda: isinstance(pilot.app.screen, GenerateScreen) and pilot.app.screen.sampler
         )
         pilot.app.screen.query_one("#seed-input", Input).insert_text_at_cursor("春龘")
         await settle(pilot)  # the change is seen: the check waits CHECK_AFTER_S after the last key
-        await wait_until(pilot, lambda: not pilot.app.screen.check_pending)  # under load, longer than settle
+        await wait_for(pilot, lambda: not pilot.app.screen.check_pending)  # under load, longer than settle
         await settle(pilot)
 
     assert snap_compare(app_for(fixed_root, monkeypatch), terminal_size=SIZE, run_before=run_before)
@@ -283,7 +277,7 @@ def test_generate_tones(snap_compare, monkeypatch, fixed_root):
     async def run_before(pilot):
         await settle(pilot)
         await pilot.press("ctrl+g")
-        await wait_until(
+        await wait_for(
             pilot, lambda: isinstance(pilot.app.screen, GenerateScreen) and pilot.app.screen.sampler
         )
         gen = pilot.app.screen
@@ -297,7 +291,7 @@ def test_generate_tones(snap_compare, monkeypatch, fixed_root):
         await gen.query_one("#poems").mount(block)
         block.finish(poems, [-4.87, -5.02], [tone_view(text) for text in poems])
         await settle(pilot)
-        await wait_until(pilot, lambda: not gen.check_pending)  # the rhyme's check has run
+        await wait_for(pilot, lambda: not gen.check_pending)  # the rhyme's check has run
         await settle(pilot)
         pilot.app.clear_notifications()
         await pilot.pause()
@@ -311,7 +305,7 @@ def test_compare_two_runs(snap_compare, monkeypatch, fixed_root):
     async def run_before(pilot):
         await settle(pilot)
         await pilot.press("space", "down", "down", "space", "c")
-        await wait_until(pilot, lambda: getattr(pilot.app.screen, "view", None) is not None)
+        await wait_for(pilot, lambda: getattr(pilot.app.screen, "view", None) is not None)
         await settle(pilot)
 
     assert snap_compare(app_for(fixed_root, monkeypatch), terminal_size=SIZE, run_before=run_before)
@@ -343,7 +337,7 @@ def test_inspect(snap_compare, monkeypatch, fixed_root):
     async def run_before(pilot):
         await settle(pilot)
         await pilot.press("i")
-        await wait_until(pilot, lambda: getattr(pilot.app.screen, "result", None) is not None)
+        await wait_for(pilot, lambda: getattr(pilot.app.screen, "result", None) is not None)
         await pilot.press("right", "right")
         await settle(pilot)
 
