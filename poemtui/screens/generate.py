@@ -129,8 +129,7 @@ class GenerateScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#no-checkpoint").display = False
-        self.query_one("#field-lines", Select).disabled = True
-        self.query_one("#field-rhyme", Input).disabled = True
+        self.sync_dependent_fields()
         self.sync_checkpoint()
 
     def on_screen_resume(self) -> None:
@@ -280,14 +279,16 @@ class GenerateScreen(Screen):
         self.check_soon()
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        if event.select.id == "field-form":
-            self.query_one("#field-lines", Select).disabled = str(event.value) not in REGULAR_FORMS
-            self.query_one("#field-rhyme", Input).disabled = not self.rhymes()
-        elif event.select.id == "field-gelv":
+        if event.select.id == "field-gelv":
             self.gelv_switched(str(event.value) == "on")
-        elif event.select.id == "field-prosody":
-            self.query_one("#field-rhyme", Input).disabled = not self.rhymes()
+        self.sync_dependent_fields()
         self.check_soon()
+
+    def sync_dependent_fields(self) -> None:
+        """Lines applies to a regular form only; Rhyme where lines rhyme (rhymes())."""
+        form = str(self.query_one("#field-form", Select).value)
+        self.query_one("#field-lines", Select).disabled = form not in REGULAR_FORMS
+        self.query_one("#field-rhyme", Input).disabled = not self.rhymes()
 
     def rhymes(self) -> bool:
         """Whether the Rhyme field applies to what the other fields say (SampleSettings.rhyme_applies)."""
@@ -300,8 +301,7 @@ class GenerateScreen(Screen):
         )
 
     def gelv_switched(self, on: bool) -> None:
-        """格律 on: a regular form (the free or auto form becomes 5, and says so), rhyme and tones shown."""
-        self.query_one("#field-rhyme", Input).disabled = not self.rhymes()
+        """格律 on: a regular form (the free or auto form becomes 5, and says so), and tones shown."""
         if not on:
             return
         form = self.query_one("#field-form", Select)
